@@ -1,0 +1,33 @@
+# Two commands do all set-up: `make quickstart` and `make test`. Both create or reuse .venv with pip.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+QS := .quickstart
+
+.PHONY: venv quickstart test lint clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch and torchvision first, pinned to the builds this machine keeps on disk (see docs/ENVIRONMENT)
+	$(PIP) install torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "^WARNING: Location" || true
+	$(PIP) install -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c "import torch, torchvision, ray, transformers, deepspeed, mstar_ray"
+	touch $@
+
+venv: $(VENV)/.installed
+
+quickstart: venv
+	test -f $(QS)/data/test.json || $(PY) -m mstar_ray make-data --out $(QS)/data
+	test -f $(QS)/model/config.json || $(PY) -m mstar_ray make-model --out $(QS)/model
+	$(PY) -m mstar_ray run --config configs/quickstart.yaml
+
+test: venv
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check mstar_ray actors tests benchmarks
+	$(VENV)/bin/ruff format --check mstar_ray actors tests benchmarks
+
+clean:
+	rm -rf $(QS) runs

@@ -1,0 +1,1 @@
+"""Ray actor classes: each owns one resource and wraps a plain class from `mstar_ray`."""

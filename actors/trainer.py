@@ -1,0 +1,47 @@
+"""Trainer rank actor: one DeepSpeed data-parallel rank."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+
+import ray
+import torch
+
+from actors.threads import set_torch_threads
+from mstar_ray.records import TrainExample
+from mstar_ray.training.sft import DistributedSpec, OptimSpec, SFTTrainer, TrainStats
+
+
+@ray.remote
+class TrainerRank:
+    """Joins the trainer group's process group, then trains and exports weights on request."""
+
+    def __init__(self, torch_threads: int) -> None:
+        set_torch_threads(torch_threads)
+        self.trainer: SFTTrainer | None = None
+
+    def rendezvous_address(self) -> tuple[str, int]:
+        """This node's IP and a free port, for rank 0 to host the process group."""
+        with socket.socket() as sock:
+            sock.bind(("", 0))
+            port = sock.getsockname()[1]
+        return ray.util.get_node_ip_address(), port
+
+    def setup(self, model_path: str, dist: DistributedSpec, dtype: str) -> None:
+        self.trainer = SFTTrainer(model_path, dist, dtype)
+
+    def start_stage(self, optim: OptimSpec, reset_to_base: bool = False) -> None:
+        self.trainer.start_stage(optim, reset_to_base)
+
+    def snapshot_base(self) -> None:
+        self.trainer.snapshot_base()
+
+    def train(self, examples: Sequence[TrainExample], epochs: int, seed: int) -> TrainStats:
+        return self.trainer.train(examples, epochs, seed)
+
+    def export_weights(self) -> dict[str, torch.Tensor]:
+        return self.trainer.export_weights()
+
+    def save_pretrained(self, out_dir: str) -> None:
+        self.trainer.save_pretrained(out_dir)

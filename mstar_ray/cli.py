@@ -1,0 +1,113 @@
+"""The `mstar` command line: prepare data and models, run M-STaR, evaluate a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from mstar_ray.config import ConfigError, config_to_yaml, load_config
+from mstar_ray.data.llava import BadRowError
+
+log = logging.getLogger("mstar")
+
+
+def _results_table(summary: dict) -> str:
+    pre, final = summary.get("pre_evolved"), summary.get("final")
+    if not pre or not final:
+        return ""
+    k = final["k"]
+    rows = [("greedy accuracy", "greedy_accuracy"), (f"Pass@{k}", "pass_at_k"), (f"Pass@{k} - greedy", "pass_at_k_minus_greedy")]
+    lines = ["| test split | pre-evolved | M-STaR | change |", "| --- | ---: | ---: | ---: |"]
+    for label, key in rows:
+        lines.append(f"| {label} | {pre[key]:.3f} | {final[key]:.3f} | {final[key] - pre[key]:+.3f} |")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mstar_ray.driver import run_mstar
+
+    cfg = load_config(args.config, args.overrides)
+    print(config_to_yaml(cfg), flush=True)
+    summary = run_mstar(cfg)
+    print(_results_table(summary))
+    print(f"wall time {summary['wall_seconds']} s; run directory {Path(cfg.run.output_dir) / cfg.run.name}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from mstar_ray.driver import connect_ray, load_datasets
+    from mstar_ray.evaluation import evaluate
+    from mstar_ray.groups import RolloutGroup
+    from mstar_ray.rollout.sampling import SamplingParams
+
+    cfg = load_config(args.config, args.overrides)
+    data = load_datasets(cfg)
+    prompts = getattr(data, args.split)
+    connect_ray(cfg, with_trainers=False)
+    r = cfg.rollout
+    params = SamplingParams(r.samples_per_prompt, r.temperature, r.top_p, r.top_k, r.max_new_tokens, cfg.run.seed)
+    result = evaluate(RolloutGroup(cfg, cfg.model.path), prompts, params)
+    payload = {"model": cfg.model.path, "split": args.split} | result.to_dict()
+    print(json.dumps(payload, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+def cmd_make_data(args: argparse.Namespace) -> int:
+    from mstar_ray.data.synthetic import TaskSpec, write_synthetic_dataset
+
+    spec = TaskSpec(seed_size=args.seed_size, labeled_size=args.labeled, validation_size=args.validation, test_size=args.test)
+    paths = write_synthetic_dataset(args.out, spec, seed=args.seed)
+    for split, path in paths.items():
+        print(f"{split}: {path}")
+    return 0
+
+
+def cmd_make_model(args: argparse.Namespace) -> int:
+    from mstar_ray.data.synthetic import corpus_texts
+    from mstar_ray.models.tiny import build_tiny_vlm
+
+    print(f"tiny Qwen2-VL written to {build_tiny_vlm(corpus_texts(), args.out, seed=args.seed)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mstar", description="M-STaR self-evolving training on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="seed SFT / warm-up, M-STaR iterations, test evaluation")
+    run.add_argument("--config", required=True, help="YAML config file")
+    run.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+    run.set_defaults(func=cmd_run)
+    ev = sub.add_parser("eval", help="greedy accuracy and Pass@K of model.path on a split")
+    ev.add_argument("--config", required=True)
+    ev.add_argument("--split", default="test", choices=["test", "validation", "labeled"])
+    ev.add_argument("--out", help="write the result JSON here")
+    ev.add_argument("overrides", nargs="*")
+    ev.set_defaults(func=cmd_eval)
+    data = sub.add_parser("make-data", help="write the synthetic colour-grid task (LLaVA JSON + PNG)")
+    data.add_argument("--out", required=True)
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--seed-size", type=int, default=200, help="gold chain-of-thought examples")
+    data.add_argument("--labeled", type=int, default=2000)
+    data.add_argument("--validation", type=int, default=100)
+    data.add_argument("--test", type=int, default=300)
+    data.set_defaults(func=cmd_make_data)
+    model = sub.add_parser("make-model", help="build a tiny random-weight Qwen2-VL with its own tokenizer")
+    model.add_argument("--out", required=True)
+    model.add_argument("--seed", type=int, default=0)
+    model.set_defaults(func=cmd_make_model)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, BadRowError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,297 @@
+"""The typed, strict configuration tree, loaded from YAML with `a.b=value` overrides.
+
+Unknown keys and wrong types are rejected by pydantic with the key's dotted path; cross-field checks live in
+`MStarConfig.validate_all` and never change a value. All of it runs before Ray starts any actor.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mstar_ray.data.llava import OnBadRow
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+class TrainingMode(str, Enum):
+    """Where each iteration starts and whether optimizer state carries over (RECIPE.md, The loop)."""
+
+    CONTINUOUS = "continuous"
+    ITERATIVE_RFT = "iterative_rft"
+    REST_EM = "rest_em"
+
+
+class SelectionRule(str, Enum):
+    """How training responses are chosen among a prompt's correct samples."""
+
+    RANDOM_K = "random_k"
+    ALL_CORRECT = "all_correct"
+
+
+class RunConfig(Section):
+    name: str = "mstar"
+    """Run name; the run directory is output_dir/name."""
+    output_dir: str = "runs"
+    """Where run directories are created."""
+    seed: int = 0
+    """Seed for data order, sampling and selection."""
+    overwrite: bool = False
+    """Allow writing into an existing run directory."""
+
+
+class RayConfig(Section):
+    address: str | None = None
+    """Cluster to join ("auto", "ray://..."); null starts Ray in this process."""
+    num_cpus: int | None = Field(default=None, ge=1)
+    """CPUs of the in-process Ray instance (null: all of this machine's)."""
+
+
+class ModelConfig(Section):
+    path: str
+    """Checkpoint directory loadable by AutoProcessor / AutoModelForImageTextToText."""
+    dtype: str = Field(default="float32", pattern="^(float32|bfloat16|float16)$")
+    """Parameter dtype for rollout and training."""
+
+
+class DataConfig(Section):
+    labeled: str
+    """LLaVA-style JSON/JSONL of labeled prompts (answer only) for self-evolving training."""
+    validation: str
+    """Prompts for the dynamics evaluation (greedy accuracy, Pass@K)."""
+    test: str | None = None
+    """Held-out prompts evaluated before and after training."""
+    seed_cot: str | None = None
+    """Gold chain-of-thought examples for the seed SFT stage."""
+    image_root: str | None = None
+    """Folder image paths are relative to (default: each file's folder)."""
+    on_bad_row: OnBadRow = OnBadRow.SKIP
+    """Skip unusable rows (counted with reasons) or stop at the first."""
+    check_images: bool = True
+    """Open every image at load time to find unreadable ones early."""
+    max_validation: int | None = Field(default=None, ge=1)
+    """Use at most this many validation prompts."""
+
+
+class ResourcesConfig(Section):
+    rollout_workers: int = Field(default=1, ge=1)
+    """Rollout engine actors."""
+    cpus_per_rollout_worker: float = Field(default=1.0, gt=0)
+    """Logical CPUs reserved per rollout actor."""
+    gpus_per_rollout_worker: float = Field(default=0.0, ge=0)
+    """GPUs per rollout actor (0: CPU)."""
+    trainer_ranks: int = Field(default=1, ge=1)
+    """DeepSpeed data-parallel ranks, one Ray actor each."""
+    cpus_per_trainer: float = Field(default=1.0, gt=0)
+    """Logical CPUs reserved per trainer rank."""
+    gpus_per_trainer: float = Field(default=0.0, ge=0)
+    """GPUs per trainer rank (0: CPU and gloo; otherwise NCCL)."""
+    torch_threads: int = Field(default=0, ge=0)
+    """Torch threads per actor on the CPU (0: as many as the node has; phases alternate, so they share)."""
+
+
+class RolloutConfig(Section):
+    backend: str = Field(default="transformers", pattern="^transformers$")
+    """Rollout engine implementation."""
+    samples_per_prompt: int = Field(default=16, ge=1)
+    """K: responses sampled per prompt (also the K of Pass@K)."""
+    temperature: float = Field(default=1.0, ge=0)
+    """Sampling temperature."""
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    """Nucleus sampling mass."""
+    top_k: int = Field(default=0, ge=0)
+    """Top-k sampling filter (0: off)."""
+    max_new_tokens: int = Field(default=512, ge=1)
+    """Longest response."""
+    batch_size: int = Field(default=32, ge=1)
+    """Prompts per generate call inside a worker."""
+
+
+class TrainConfig(Section):
+    lr: float = Field(default=1e-6, gt=0)
+    """Learning rate of the self-evolving updates."""
+    micro_batch_size: int = Field(default=4, ge=1)
+    """Examples per forward pass per rank."""
+    grad_accum_steps: int = Field(default=1, ge=1)
+    """Micro-batches per optimizer step."""
+    zero_stage: int = Field(default=2, ge=0, le=3)
+    """DeepSpeed ZeRO stage."""
+    weight_decay: float = Field(default=0.0, ge=0)
+    """AdamW weight decay."""
+    warmup_steps: int = Field(default=0, ge=0)
+    """Linear LR warm-up steps (continuous mode warms up once)."""
+    grad_clip: float = Field(default=1.0, ge=0)
+    """Gradient norm clip (0: off)."""
+    epochs_per_iteration: int = Field(default=1, ge=1)
+    """Passes over each iteration's selected responses."""
+
+
+class SeedSFTConfig(Section):
+    enabled: bool = False
+    """Fine-tune on data.seed_cot before evolving (stands in for a pretrained model on the synthetic task)."""
+    epochs: int = Field(default=3, ge=1)
+    """Passes over the seed set."""
+    lr: float = Field(default=1e-5, gt=0)
+    """Learning rate of the seed SFT."""
+
+
+class WarmupConfig(Section):
+    enabled: bool = False
+    """Answer-conditioned CoT generation on labeled prompts, keep correct ones, one SFT pass (the paper's warm-up)."""
+    max_prompts: int | None = Field(default=None, ge=1)
+    """Labeled prompts used for warm-up generation."""
+    samples_per_prompt: int = Field(default=4, ge=1)
+    """Responses generated per prompt."""
+    lr: float = Field(default=1e-5, gt=0)
+    """Learning rate of the warm-up SFT."""
+
+
+class LoopConfig(Section):
+    mode: TrainingMode = TrainingMode.CONTINUOUS
+    """continuous (M-STaR), iterative_rft or rest_em."""
+    iterations: int = Field(default=4, ge=1)
+    """Self-evolving iterations."""
+    interval: float = Field(default=0.25, gt=0, le=1)
+    """Share of the labeled prompts traversed per iteration."""
+    selection: SelectionRule = SelectionRule.RANDOM_K
+    """Rule choosing training responses among correct ones."""
+    top_k: int = Field(default=2, ge=1)
+    """Responses kept per prompt by the selection rule."""
+    eval_every: int = Field(default=1, ge=0)
+    """Evaluate on validation every N iterations (0: never during the loop)."""
+    eval_test: bool = True
+    """Evaluate the pre-evolved and final model on data.test."""
+
+
+class CheckpointConfig(Section):
+    every: int = Field(default=1, ge=0)
+    """Save the policy every N iterations (0: only the final one)."""
+    keep_last: int = Field(default=2, ge=1)
+    """Iteration checkpoints kept on disk."""
+
+
+class MStarConfig(Section):
+    """Everything a run needs."""
+
+    model: ModelConfig
+    data: DataConfig
+    run: RunConfig = RunConfig()
+    ray: RayConfig = RayConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    train: TrainConfig = TrainConfig()
+    seed_sft: SeedSFTConfig = SeedSFTConfig()
+    warmup: WarmupConfig = WarmupConfig()
+    loop: LoopConfig = LoopConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+
+    @model_validator(mode="after")
+    def validate_all(self) -> MStarConfig:
+        """Cross-field checks; each names the keys involved."""
+        if self.loop.top_k > self.rollout.samples_per_prompt:
+            raise ValueError(
+                f"loop.top_k ({self.loop.top_k}) is larger than rollout.samples_per_prompt "
+                f"({self.rollout.samples_per_prompt}): cannot keep more responses than are sampled"
+            )
+        if self.seed_sft.enabled and not self.data.seed_cot:
+            raise ValueError("seed_sft.enabled is true but data.seed_cot is not set")
+        if self.loop.eval_test is True and self.data.test is None:
+            raise ValueError("loop.eval_test is true but data.test is not set (set it, or loop.eval_test=false)")
+        gpu_users = [self.resources.gpus_per_rollout_worker > 0, self.resources.gpus_per_trainer > 0]
+        if any(gpu_users) and self.model.dtype == "float16":
+            raise ValueError("model.dtype float16 is not supported for training; use bfloat16")
+        if self.ray.address is not None and self.ray.num_cpus is not None:
+            raise ValueError("ray.num_cpus applies only to an in-process Ray (ray.address: null)")
+        if self.ray.num_cpus is not None:
+            check_fits(self, {"CPU": float(self.ray.num_cpus)})
+        return self
+
+
+def required_resources(cfg: MStarConfig, with_trainers: bool = True) -> dict[str, float]:
+    """Logical CPUs and GPUs the actors of a run reserve."""
+    r = cfg.resources
+    ranks = r.trainer_ranks if with_trainers else 0
+    return {
+        "CPU": r.rollout_workers * r.cpus_per_rollout_worker + ranks * r.cpus_per_trainer,
+        "GPU": r.rollout_workers * r.gpus_per_rollout_worker + ranks * r.gpus_per_trainer,
+    }
+
+
+def check_fits(cfg: MStarConfig, available: dict[str, float], with_trainers: bool = True) -> None:
+    """Raise naming the resources keys when the actors need more than `available` has."""
+    r = cfg.resources
+    for resource, need in required_resources(cfg, with_trainers).items():
+        have = available.get(resource, 0.0)
+        if need > have + 1e-9:
+            unit = resource.lower() + "s"
+            raise ConfigError(
+                f"resources: the run needs {need:g} {resource} (rollout_workers={r.rollout_workers} x "
+                f"{unit}_per_rollout_worker + trainer_ranks={r.trainer_ranks} x {unit}_per_trainer) "
+                f"but the cluster has {have:g}"
+            )
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b=value` overrides (values parsed as YAML scalars) to a config dict."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+    return tree
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling and section)"
+        lines.append(f"  {key}: {msg}" if key else f"  {msg}")
+    return "invalid config:\n" + "\n".join(lines)
+
+
+def config_from_dict(tree: dict[str, Any]) -> MStarConfig:
+    """Build and validate a config, raising ConfigError with dotted key names."""
+    try:
+        return MStarConfig.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> MStarConfig:
+    """Load a YAML config file (or none) and apply overrides."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        tree = loaded or {}
+    return config_from_dict(apply_overrides(tree, overrides or []))
+
+
+def config_to_yaml(cfg: MStarConfig) -> str:
+    """The resolved config as YAML."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Datasets: records, loaders and the synthetic task."""

@@ -1,0 +1,119 @@
+"""Load LLaVA / MathV360K-style conversations (JSON list or JSONL) into `Prompt` records.
+
+A row looks like `{"id", "image": "rel/path.png", "conversations": [{"from": "human", "value": "<image>\\n..."},
+{"from": "gpt", "value": "..."}]}`. Rows that cannot be used (missing fields, no image, unreadable image) are
+skipped and counted by reason, or stop the load, as configured.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from mstar_ray.answers import extract_answer
+from mstar_ray.records import Prompt
+
+
+class OnBadRow(str, Enum):
+    """What to do with a row that cannot be used."""
+
+    SKIP = "skip"
+    ERROR = "error"
+
+
+class BadRowError(ValueError):
+    """A dataset row could not be used and the config says to stop."""
+
+
+@dataclass
+class LoadReport:
+    """How many rows of a file were loaded and why the others were skipped."""
+
+    path: str
+    loaded: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> count
+    examples: dict[str, str] = field(default_factory=dict)  # reason -> first row id seen with it
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "loaded": self.loaded, "skipped": dict(self.skipped), "examples": self.examples}
+
+
+def _read_rows(path: Path) -> list:
+    text = path.read_text()
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = json.loads(text)
+    if not isinstance(rows, list):
+        raise BadRowError(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
+    return rows
+
+
+def _image_problem(path: Path, check_image: bool) -> str | None:
+    if not path.is_file():
+        return "missing image"
+    if check_image:
+        try:
+            with Image.open(path) as img:
+                img.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError):
+            return "unreadable image"
+    return None
+
+
+def parse_row(row: object, image_root: Path, check_image: bool = True) -> Prompt | str:
+    """A `Prompt` from one row, or the reason the row is unusable."""
+    if not isinstance(row, dict):
+        return "row is not an object"
+    turns = row.get("conversations")
+    if not isinstance(turns, list) or len(turns) < 2 or not all(isinstance(t, dict) for t in turns[:2]):
+        return "no conversations"
+    human, gpt = turns[0].get("value"), turns[1].get("value")
+    if not isinstance(human, str) or not isinstance(gpt, str) or not human.strip() or not gpt.strip():
+        return "empty question or answer"
+    if not isinstance(row.get("image"), str):
+        return "no image field"
+    image_path = image_root / row["image"]
+    problem = _image_problem(image_path, check_image)
+    if problem:
+        return problem
+    answer = extract_answer(gpt) if "# Answer" in gpt else gpt.strip()
+    if not answer:
+        return "no final answer"
+    question = human.replace("<image>\n", "").replace("<image>", "").strip()
+    reference = gpt if "# Answer" in gpt else ""
+    return Prompt(str(row.get("id", "")), question, str(image_path.resolve()), answer, reference)
+
+
+def load_prompts(
+    path: str | Path, image_root: str | Path | None = None, on_bad_row: OnBadRow = OnBadRow.SKIP, check_images: bool = True
+) -> tuple[list[Prompt], LoadReport]:
+    """All usable prompts of a LLaVA-style JSON/JSONL file; images resolve against `image_root` (default: its folder)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset file not found: {path}")
+    root = Path(image_root) if image_root else path.parent
+    report = LoadReport(str(path))
+    prompts: list[Prompt] = []
+    for index, row in enumerate(_read_rows(path)):
+        result = parse_row(row, root, check_images)
+        if isinstance(result, Prompt):
+            prompts.append(result)
+            continue
+        row_id = str(row.get("id", f"#{index}")) if isinstance(row, dict) else f"#{index}"
+        if on_bad_row == OnBadRow.ERROR:
+            raise BadRowError(f"{path}: row {row_id}: {result}")
+        report.skipped[result] += 1
+        report.examples.setdefault(result, row_id)
+    report.loaded = len(prompts)
+    return prompts, report
+
+
+def load_image(path: str) -> Image.Image:
+    """Open an image as RGB."""
+    with Image.open(path) as img:
+        return img.convert("RGB")

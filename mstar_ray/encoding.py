@@ -1,0 +1,78 @@
+"""Turn prompts and responses into model inputs with the model's own processor and chat template.
+
+One path for every image-text-to-text model: the chat template renders the prompt, the processor expands image
+placeholders and computes pixel inputs. Text-aligned tensors (input ids, masks, token types) are padded;
+image tensors are concatenated along their first dimension, which fits both patch-flattened (Qwen2-VL) and
+per-image (LLaVA) layouts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import BatchFeature, ProcessorMixin
+
+from mstar_ray.data.llava import load_image
+from mstar_ray.records import Prompt, TrainExample
+
+IGNORE_INDEX = -100
+
+
+def chat_messages(question: str, response: str | None = None) -> list[dict]:
+    """The conversation for one (image, question) prompt, optionally with the assistant's response."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    if response is not None:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": response}]})
+    return messages
+
+
+def prompt_text(processor: ProcessorMixin, question: str) -> str:
+    """The rendered prompt ending with the assistant turn's opening."""
+    return processor.apply_chat_template(chat_messages(question), add_generation_prompt=True, tokenize=False)
+
+
+def generation_inputs(processor: ProcessorMixin, prompts: Sequence[Prompt]) -> BatchFeature:
+    """Left-padded batch of prompts with their images, ready for `generate`."""
+    processor.tokenizer.padding_side = "left"
+    texts = [prompt_text(processor, p.question) for p in prompts]
+    images = [load_image(p.image_path) for p in prompts]
+    return processor(text=texts, images=images, padding=True, return_tensors="pt")
+
+
+def _text_aligned_keys(features: BatchFeature) -> list[str]:
+    length = features["input_ids"].shape[-1]
+    return [k for k, v in features.items() if torch.is_tensor(v) and v.dim() == 2 and v.shape[-1] == length]
+
+
+def encode_example(processor: ProcessorMixin, example: TrainExample) -> dict[str, torch.Tensor]:
+    """Input tensors for one example with `labels` masking everything but the response (and its end token)."""
+    prompt = prompt_text(processor, example.prompt.question)
+    full = processor.apply_chat_template(chat_messages(example.prompt.question, example.response), tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError("the chat template does not render the prompt as a prefix of the conversation")
+    image = load_image(example.prompt.image_path)
+    prompt_len = processor(text=[prompt], images=[image], return_tensors="pt")["input_ids"].shape[-1]
+    # Keep the end-of-turn token so the model learns to stop; drop the template's trailing newline after it.
+    features = processor(text=[full.rstrip("\n")], images=[image], return_tensors="pt")
+    encoded = {k: v for k, v in features.items() if torch.is_tensor(v)}
+    labels = encoded["input_ids"].clone()
+    labels[:, :prompt_len] = IGNORE_INDEX
+    encoded["labels"] = labels
+    return encoded
+
+
+def collate(batch: Sequence[dict[str, torch.Tensor]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad text-aligned tensors of encoded examples and concatenate the image tensors."""
+    length = max(ex["input_ids"].shape[-1] for ex in batch)
+    text_keys = _text_aligned_keys(batch[0])
+    pad_values = {"input_ids": pad_token_id, "labels": IGNORE_INDEX}
+    out: dict[str, torch.Tensor] = {}
+    for key in batch[0]:
+        if key in text_keys:
+            fill = pad_values.get(key, 0)
+            rows = [torch.nn.functional.pad(ex[key], (0, length - ex[key].shape[-1]), value=fill) for ex in batch]
+        else:
+            rows = [ex[key] for ex in batch]
+        out[key] = torch.cat(rows, dim=0)
+    return out

@@ -1,0 +1,49 @@
+"""Typed records that flow between the phases of an M-STaR iteration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One labeled (image, question) prompt."""
+
+    id: str
+    question: str  # without the "<image>" tag
+    image_path: str  # absolute path
+    answer: str  # gold final answer, e.g. "3" or "B"
+    reference: str = ""  # gold response with chain of thought, when the dataset has one
+
+
+@dataclass
+class Sample:
+    """One sampled response to a prompt."""
+
+    prompt_id: str
+    text: str
+    num_tokens: int
+    finished: bool  # ended with EOS rather than hitting max_new_tokens
+    weights_version: int
+    correct: bool | None = None  # set by the verify phase
+    step_scores: list[float] = field(default_factory=list)  # one per reasoning step, set by a PRM
+
+
+@dataclass
+class PromptRollouts:
+    """The K samples drawn for one prompt."""
+
+    prompt: Prompt
+    samples: list[Sample]
+
+    @property
+    def num_correct(self) -> int:
+        return sum(bool(s.correct) for s in self.samples)
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    """A (prompt, response) pair to fine-tune on; loss is taken on the response tokens only."""
+
+    prompt: Prompt
+    response: str

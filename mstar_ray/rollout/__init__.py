@@ -1,0 +1,1 @@
+"""Rollout engines: generate K responses per (image, question) prompt."""

@@ -1,0 +1,69 @@
+"""Rollout engine on transformers' `generate`: batched prompts, K samples each, on CPU or GPU."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from mstar_ray.encoding import generation_inputs
+from mstar_ray.records import Prompt, PromptRollouts, Sample
+from mstar_ray.rollout.sampling import SamplingParams
+
+
+class TransformersRolloutEngine:
+    """Holds one policy copy and samples responses from it."""
+
+    def __init__(self, model_path: str, dtype: str = "float32", device: str = "cpu", batch_size: int = 32) -> None:
+        self.processor = AutoProcessor.from_pretrained(model_path)
+        self.model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(device)
+        self.model.eval()
+        self.device = device
+        self.batch_size = batch_size
+        self.weights_version = 0
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[PromptRollouts]:
+        """Sample `params.n` responses for each prompt (greedy when temperature is 0)."""
+        torch.manual_seed(params.seed)
+        results: list[PromptRollouts] = []
+        for start in range(0, len(prompts), self.batch_size):
+            results.extend(self._generate_batch(prompts[start : start + self.batch_size], params))
+        return results
+
+    def _generate_batch(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[PromptRollouts]:
+        inputs = generation_inputs(self.processor, prompts).to(self.device)
+        tokenizer = self.processor.tokenizer
+        sampling = {} if params.greedy else {"temperature": params.temperature, "top_p": params.top_p}
+        output = self.model.generate(
+            **inputs,
+            do_sample=not params.greedy,
+            top_k=params.top_k or None,
+            num_return_sequences=params.n,
+            max_new_tokens=params.max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **sampling,
+        )
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]  # (B * n, T_new)
+        finished = (new_tokens == tokenizer.eos_token_id).any(dim=1)
+        lengths = (new_tokens != tokenizer.pad_token_id).sum(dim=1)
+        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        results = []
+        for i, prompt in enumerate(prompts):
+            rows = range(i * params.n, (i + 1) * params.n)
+            samples = [
+                Sample(prompt.id, texts[r], int(lengths[r]), bool(finished[r]), self.weights_version) for r in rows
+            ]
+            results.append(PromptRollouts(prompt, samples))
+        return results
+
+    def load_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> None:
+        """Replace the policy weights with the trainer's and record their version."""
+        self.model.load_state_dict(state_dict, strict=True)
+        self.weights_version = version
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The current policy weights (CPU copies)."""
+        return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}

@@ -1,0 +1,1 @@
+"""Training: DeepSpeed SFT ranks."""

@@ -1,0 +1,184 @@
+"""One DeepSpeed data-parallel rank of SFT on (prompt, response) pairs, loss on response tokens only.
+
+The same code runs on GPUs (NCCL) and on the CPU (gloo). Ranks must run the same number of micro-batches per
+call, which `shard_examples` guarantees.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from mstar_ray.encoding import collate, encode_example
+from mstar_ray.records import TrainExample
+
+
+@dataclass(frozen=True)
+class DistributedSpec:
+    """Where this rank sits in the trainer group."""
+
+    rank: int
+    world_size: int
+    master_addr: str
+    master_port: int
+    use_gpu: bool
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    """Optimizer and batching settings of one training stage."""
+
+    lr: float
+    micro_batch_size: int
+    grad_accum_steps: int = 1
+    zero_stage: int = 2
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+
+
+@dataclass
+class TrainStats:
+    """What one `train` call did on this rank."""
+
+    micro_batches: int
+    optimizer_steps: int
+    mean_loss: float
+    response_tokens: int
+
+
+def shard_examples(examples: Sequence[TrainExample], world_size: int, per_rank_multiple: int, seed: int) -> list[list[TrainExample]]:
+    """Shuffle and split examples evenly over ranks, repeating a few so each shard is a whole number of steps."""
+    if not examples:
+        return [[] for _ in range(world_size)]
+    order = list(examples)
+    random.Random(seed).shuffle(order)
+    chunk = world_size * per_rank_multiple
+    padded = order + order[: (-len(order)) % chunk] if len(order) >= chunk else (order * chunk)[:chunk]
+    return [padded[r::world_size] for r in range(world_size)]
+
+
+def init_distributed(spec: DistributedSpec) -> None:
+    """Join the trainer group's process group (NCCL on GPUs, gloo on the CPU)."""
+    import deepspeed
+
+    os.environ.update(
+        MASTER_ADDR=spec.master_addr,
+        MASTER_PORT=str(spec.master_port),
+        RANK=str(spec.rank),
+        WORLD_SIZE=str(spec.world_size),
+        LOCAL_RANK="0",  # Ray gives each GPU actor its own CUDA_VISIBLE_DEVICES
+    )
+    deepspeed.init_distributed(dist_backend="nccl" if spec.use_gpu else "gloo")
+
+
+def deepspeed_config(optim: OptimSpec, world_size: int, use_gpu: bool, dtype: str) -> dict:
+    """The DeepSpeed config of one stage."""
+    return {
+        "train_micro_batch_size_per_gpu": optim.micro_batch_size,
+        "gradient_accumulation_steps": optim.grad_accum_steps,
+        "train_batch_size": optim.micro_batch_size * optim.grad_accum_steps * world_size,
+        "gradient_clipping": optim.grad_clip,
+        "zero_optimization": {"stage": optim.zero_stage},
+        "bf16": {"enabled": dtype == "bfloat16"},
+        "optimizer": {
+            "type": "AdamW",
+            "params": {"lr": optim.lr, "weight_decay": optim.weight_decay, "torch_adam": not use_gpu},
+        },
+        "steps_per_print": 10**9,
+    }
+
+
+class SFTTrainer:
+    """A policy, its processor and a DeepSpeed engine on one rank."""
+
+    def __init__(self, model_path: str, dist: DistributedSpec, dtype: str = "float32") -> None:
+        init_distributed(dist)
+        self.dist = dist
+        self.dtype = dtype
+        self.device = torch.device("cuda" if dist.use_gpu else "cpu")
+        self.processor = AutoProcessor.from_pretrained(model_path)
+        self.model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(self.device)
+        self.engine = None
+        self._base: dict[str, torch.Tensor] | None = None
+
+    def snapshot_base(self) -> None:
+        """Remember the current weights as the base that ReST-EM restarts from (a CPU copy on every rank)."""
+        self._base = {k: v.detach().to("cpu", copy=True) for k, v in self._module().state_dict().items()}
+
+    def start_stage(self, optim: OptimSpec, reset_to_base: bool = False) -> None:
+        """Build a fresh optimizer and LR schedule, optionally from the base weights first (ReST-EM)."""
+        import deepspeed
+
+        if self.engine is not None:
+            self.model = self.engine.module
+        if reset_to_base:
+            if self._base is None:
+                raise RuntimeError("reset_to_base needs snapshot_base() first")
+            partitioned = self.engine is not None and self.optim.zero_stage == 3
+            with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=0, enabled=partitioned):
+                self.model.load_state_dict(self._base, strict=True)
+        warmup = optim.warmup_steps
+        self.engine, *_ = deepspeed.initialize(
+            model=self.model,
+            model_parameters=[p for p in self.model.parameters() if p.requires_grad],
+            config=deepspeed_config(optim, self.dist.world_size, self.dist.use_gpu, self.dtype),
+            lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (warmup + 1))),
+        )
+        self.optim = optim
+
+    def train(self, examples: Sequence[TrainExample], epochs: int = 1, seed: int = 0) -> TrainStats:
+        """Run `epochs` passes over this rank's shard; every rank must pass shards of equal length."""
+        if self.engine is None:
+            raise RuntimeError("start_stage must be called before train")
+        self.engine.train()
+        pad_id = self.processor.tokenizer.pad_token_id
+        encoded = [encode_example(self.processor, ex) for ex in examples]
+        mb = self.optim.micro_batch_size
+        losses, tokens, micro = [], 0, 0
+        for epoch in range(epochs):
+            order = list(range(len(encoded)))
+            random.Random(seed * 1000 + epoch).shuffle(order)
+            for start in range(0, len(order), mb):
+                batch = collate([encoded[i] for i in order[start : start + mb]], pad_id)
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                loss = self.engine(**batch).loss
+                self.engine.backward(loss)
+                self.engine.step()
+                losses.append(float(loss.detach()))
+                tokens += int((batch["labels"] != -100).sum())
+                micro += 1
+        return TrainStats(micro, micro // self.optim.grad_accum_steps, sum(losses) / max(1, len(losses)), tokens)
+
+    def export_weights(self) -> dict[str, torch.Tensor]:
+        """Full CPU copies of the policy weights on rank 0, {} elsewhere (all ranks join a ZeRO-3 gather)."""
+        import deepspeed
+
+        module = self._module()
+        params = list(module.parameters())
+        enabled = self.engine is not None and self.optim.zero_stage == 3
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=enabled):
+            if self.dist.rank != 0:
+                return {}
+            return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+    def save_pretrained(self, out_dir: str) -> None:
+        """Save the policy and processor as a Hugging Face checkpoint directory (rank 0 writes)."""
+        weights = self.export_weights()
+        if self.dist.rank != 0:
+            return
+        self._module().save_pretrained(out_dir, state_dict=weights)
+        self.processor.save_pretrained(out_dir)
+
+    def _module(self) -> torch.nn.Module:
+        return self.engine.module if self.engine is not None else self.model
+
+    def steps_taken(self) -> int:
+        """Optimizer steps of the current stage."""
+        return 0 if self.engine is None else int(self.engine.global_steps)
+

@@ -1,0 +1,100 @@
+"""The whole loop on a real local Ray cluster: real actors, DeepSpeed on gloo, weight sync, run files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import ray
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForImageTextToText
+
+from mstar_ray.config import load_config
+from mstar_ray.driver import MStarRun, connect_ray, load_datasets
+from mstar_ray.run_dir import RunDir
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()
+
+
+def _config(data: dict[str, Path], model: Path, out: Path, *extra: str):
+    return load_config(
+        None,
+        [
+            f"model.path={model}",
+            f"data.seed_cot={data['seed']}",
+            f"data.labeled={data['labeled']}",
+            f"data.validation={data['validation']}",
+            f"data.test={data['test']}",
+            f"run.output_dir={out}",
+            "run.name=loop",
+            "resources.rollout_workers=1",
+            "resources.cpus_per_rollout_worker=1",
+            "resources.trainer_ranks=2",
+            "resources.cpus_per_trainer=0.5",
+            "resources.torch_threads=1",
+            "rollout.samples_per_prompt=8",
+            "rollout.max_new_tokens=64",
+            "train.lr=1e-3",
+            "train.micro_batch_size=4",
+            "seed_sft.enabled=true",
+            "seed_sft.epochs=30",
+            "seed_sft.lr=2e-3",
+            "loop.iterations=2",
+            "loop.interval=0.5",
+            "loop.selection=all_correct",
+            *extra,
+        ],
+    )
+
+
+def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return load_file(checkpoint / "model.safetensors")
+
+
+def test_two_iterations_train_sync_and_write_run_files(ray_cluster, tiny_data, tiny_model, tmp_path) -> None:
+    cfg = _config(tiny_data, tiny_model, tmp_path)
+    connect_ray(cfg)
+    run_dir = RunDir.create(cfg)
+    loop = MStarRun(cfg, run_dir, load_datasets(cfg))
+    summary = loop.run()
+
+    # Sync: every rollout worker holds exactly trainer rank 0's weights, under the last version.
+    trainer = ray.get(loop.trainers.export_weights_ref())
+    for worker in loop.rollout.workers:
+        rollout = ray.get(worker.state_dict.remote())
+        assert rollout.keys() == trainer.keys()
+        assert all(torch.equal(rollout[k], trainer[k]) for k in trainer)
+        assert ray.get(worker.weights_version.remote()) == loop.weights_version == 3  # seed SFT + 2 iterations
+
+    # Training: every trainable parameter moved between the pre-evolved and the final checkpoint.
+    pre, final = _weights(run_dir.checkpoints / "pre_evolved"), _weights(run_dir.checkpoints / "final")
+    model = AutoModelForImageTextToText.from_pretrained(run_dir.checkpoints / "final")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and trainable <= final.keys()
+    unchanged = [n for n in trainable if torch.equal(pre[n], final[n])]
+    assert unchanged == []
+    assert all(torch.equal(final[k], trainer[k]) for k in final)
+
+    # Run files.
+    lines = [json.loads(line) for line in (run_dir.path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in lines] == [0, 1, 2]
+    for record in lines[1:]:
+        assert record["prompts"] == 12 and record["samples"] == 96
+        assert record["selected"] > 0 and record["train_steps"] > 0
+        assert set(record["seconds"]) == {"rollout", "verify", "select", "train", "sync", "evaluate"}
+        assert 0.0 <= record["val_greedy_accuracy"] <= record["val_pass_at_k"] <= 1.0 or record["val_k"] == 8
+    assert (run_dir.path / "config.yaml").is_file() and load_config(run_dir.path / "config.yaml") == cfg
+    saved = json.loads((run_dir.path / "summary.json").read_text())
+    assert saved == summary and saved["weights_version"] == 3
+    assert {"greedy_accuracy", "pass_at_k"} <= saved["final"].keys() and saved["pre_evolved"]["prompts"] == 6
+    assert sorted(p.name for p in run_dir.checkpoints.iterdir()) == ["final", "iter_0001", "iter_0002", "pre_evolved"]
+    assert json.loads((run_dir.path / "data_report.json").read_text())["labeled"]["loaded"] == 24

@@ -1,0 +1,108 @@
+"""Config loading and validation: errors name the key, before any Ray resource is taken."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mstar_ray.config import (
+    ConfigError,
+    MStarConfig,
+    SelectionRule,
+    TrainingMode,
+    check_fits,
+    config_to_yaml,
+    load_config,
+)
+
+BASE = ["model.path=/m", "data.labeled=l.json", "data.validation=v.json", "data.test=t.json"]
+
+
+def test_overrides_set_typed_values() -> None:
+    cfg = load_config(None, BASE + ["loop.mode=rest_em", "loop.selection=all_correct", "train.lr=3e-4", "loop.iterations=7"])
+    assert cfg.loop.mode is TrainingMode.REST_EM
+    assert cfg.loop.selection is SelectionRule.ALL_CORRECT
+    assert cfg.train.lr == pytest.approx(3e-4)
+    assert cfg.loop.iterations == 7
+
+
+def test_yaml_file_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {path: /a}\ndata: {labeled: l, validation: v, test: t}\nrollout: {samples_per_prompt: 4}\n")
+    cfg = load_config(path, ["rollout.samples_per_prompt=6"])
+    assert cfg.model.path == "/a" and cfg.rollout.samples_per_prompt == 6
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("loop.itertions=3", "loop.itertions"),
+        ("trainer.lr=1", "trainer"),
+        ("train.lr=fast", "train.lr"),
+        ("loop.iterations=2.5", "loop.iterations"),
+        ("loop.mode=ppo", "loop.mode"),
+        ("rollout.temperature=-1", "rollout.temperature"),
+        ("loop.interval=1.5", "loop.interval"),
+        ("model.dtype=float64", "model.dtype"),
+        ("resources.trainer_ranks=0", "resources.trainer_ranks"),
+    ],
+)
+def test_bad_values_name_the_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, BASE + [override])
+
+
+def test_missing_required_section_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"model"):
+        load_config(None, ["data.labeled=l", "data.validation=v", "data.test=t"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["loop.top_k=20", "rollout.samples_per_prompt=16"], r"loop\.top_k .* rollout\.samples_per_prompt"),
+        (["seed_sft.enabled=true"], r"seed_sft\.enabled .* data\.seed_cot"),
+        (["data.test=", "loop.eval_test=true"], r"loop\.eval_test .* data\.test"),
+        (["ray.num_cpus=2", "resources.trainer_ranks=3"], r"resources: the run needs 4 CPU"),
+        (["ray.address=auto", "ray.num_cpus=2"], r"ray\.num_cpus"),
+    ],
+)
+def test_inconsistent_values_rejected(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, BASE + overrides)
+
+
+def test_check_fits_against_cluster_resources() -> None:
+    cfg = load_config(None, BASE + ["resources.trainer_ranks=2", "resources.gpus_per_trainer=1"])
+    check_fits(cfg, {"CPU": 8, "GPU": 2})
+    with pytest.raises(ConfigError, match=r"needs 2 GPU .* has 1"):
+        check_fits(cfg, {"CPU": 8, "GPU": 1})
+
+
+def test_malformed_override_and_top_level() -> None:
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        load_config(None, BASE + ["loop.iterations"])
+    with pytest.raises(ConfigError, match="not a section"):
+        load_config(None, BASE + ["loop=3", "loop.iterations=2"])
+
+
+def test_resolved_yaml_round_trips(tmp_path: Path) -> None:
+    cfg = load_config(None, BASE + ["loop.mode=iterative_rft"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(config_to_yaml(cfg))
+    assert load_config(path) == cfg
+
+
+def test_every_field_is_documented() -> None:
+    def walk(model: type) -> list[str]:
+        missing = []
+        for name, field in model.model_fields.items():
+            sub = field.annotation
+            if isinstance(sub, type) and hasattr(sub, "model_fields"):
+                missing += [f"{name}.{m}" for m in walk(sub)]
+            elif not field.description:
+                missing.append(name)
+        return missing
+
+    assert walk(MStarConfig) == []
