@@ -40,6 +40,7 @@ class OptimSpec:
     weight_decay: float = 0.0
     warmup_steps: int = 0
     grad_clip: float = 1.0
+    reduce_bucket_size: int = 500_000_000  # gradient elements per ZeRO reduction bucket
 
 
 @dataclass
@@ -84,7 +85,7 @@ def deepspeed_config(optim: OptimSpec, world_size: int, use_gpu: bool, dtype: st
         "gradient_accumulation_steps": optim.grad_accum_steps,
         "train_batch_size": optim.micro_batch_size * optim.grad_accum_steps * world_size,
         "gradient_clipping": optim.grad_clip,
-        "zero_optimization": {"stage": optim.zero_stage},
+        "zero_optimization": {"stage": optim.zero_stage, "reduce_bucket_size": optim.reduce_bucket_size},
         "bf16": {"enabled": dtype == "bfloat16"},
         "optimizer": {
             "type": "AdamW",
@@ -116,7 +117,10 @@ class SFTTrainer:
         import deepspeed
 
         if self.engine is not None:
+            # Without destroy() the old ZeRO optimizer's gradient hooks stay on the parameters and keep
+            # filling a bucket that is never reduced, until it overflows and reduces cleared gradients.
             self.model = self.engine.module
+            self.engine.destroy()
         if reset_to_base:
             if self._base is None:
                 raise RuntimeError("reset_to_base needs snapshot_base() first")
