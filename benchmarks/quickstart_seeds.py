@@ -34,7 +34,10 @@ def table(results: list[dict]) -> str:
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         return f"{statistics.mean(values):.3f} ± {spread:.3f}"
 
-    rows = ["| seed | pre-evolved greedy | final greedy | gain | pre Pass@K | final Pass@K | wall s |", "|" + " --- |" * 7]
+    rows = [
+        "| seed | pre-evolved greedy | final greedy | gain | pre Pass@K | final Pass@K | wall s |",
+        "|" + " --- |" * 7,
+    ]
     gains = []
     for r in results:
         pre, fin = r["pre_evolved"], r["final"]
@@ -49,7 +52,8 @@ def table(results: list[dict]) -> str:
     fin_p = [r["final"]["pass_at_k"] for r in results]
     secs = [r["process_seconds"] for r in results]
     rows.append(
-        f"| mean ± sd | {stat(pre_g)} | {stat(fin_g)} | {stat(gains)} | {stat(pre_p)} | {stat(fin_p)} | {statistics.mean(secs):.0f} |"
+        f"| mean ± sd | {stat(pre_g)} | {stat(fin_g)} | {stat(gains)} | {stat(pre_p)} | {stat(fin_p)} "
+        f"| {statistics.mean(secs):.0f} |"
     )
     return "\n".join(rows)
 

@@ -43,8 +43,7 @@ _PREFIX_RE = re.compile(
     r"(?:answer|option|choice)\b(?:\s+is)?\s*:?\s*"
 )
 _DELIM_RES = tuple(
-    re.compile(p)
-    for p in (r"^(\$\$?)([^$]*)\1$", r"(?s)^\\\((.*)\\\)$", r"(?s)^\\\[(.*)\\\]$", r"(?s)^\*\*(.*)\*\*$")
+    re.compile(p) for p in (r"^(\$\$?)([^$]*)\1$", r"(?s)^\\\((.*)\\\)$", r"(?s)^\\\[(.*)\\\]$", r"(?s)^\*\*(.*)\*\*$")
 )
 _BOXED_RE = re.compile(r"^\\(?:boxed|fbox)\s*\{")
 _TEXT_CMD_RE = re.compile(r"\\(?:text|mathrm|mbox|textbf)\s*\{([^{}]*)\}")

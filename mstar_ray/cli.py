@@ -19,7 +19,11 @@ def _results_table(summary: dict) -> str:
     if not pre or not final:
         return ""
     k = final["k"]
-    rows = [("greedy accuracy", "greedy_accuracy"), (f"Pass@{k}", "pass_at_k"), (f"Pass@{k} - greedy", "pass_at_k_minus_greedy")]
+    rows = [
+        ("greedy accuracy", "greedy_accuracy"),
+        (f"Pass@{k}", "pass_at_k"),
+        (f"Pass@{k} - greedy", "pass_at_k_minus_greedy"),
+    ]
     lines = ["| test split | pre-evolved | M-STaR | change |", "| --- | ---: | ---: | ---: |"]
     for label, key in rows:
         lines.append(f"| {label} | {pre[key]:.3f} | {final[key]:.3f} | {final[key] - pre[key]:+.3f} |")
@@ -60,7 +64,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_make_data(args: argparse.Namespace) -> int:
     from mstar_ray.data.synthetic import TaskSpec, write_synthetic_dataset
 
-    spec = TaskSpec(seed_size=args.seed_size, labeled_size=args.labeled, validation_size=args.validation, test_size=args.test)
+    spec = TaskSpec(
+        seed_size=args.seed_size, labeled_size=args.labeled, validation_size=args.validation, test_size=args.test
+    )
     paths = write_synthetic_dataset(args.out, spec, seed=args.seed)
     for split, path in paths.items():
         print(f"{split}: {path}")

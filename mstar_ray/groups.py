@@ -36,14 +36,16 @@ class RolloutGroup:
         self.workers = [
             RolloutWorker.options(
                 name=f"rollout-{i}", num_cpus=r.cpus_per_rollout_worker, num_gpus=r.gpus_per_rollout_worker
-            ).remote(model_path, cfg.model.dtype, r.gpus_per_rollout_worker > 0, cfg.rollout.batch_size, r.torch_threads)
+            ).remote(
+                model_path, cfg.model.dtype, r.gpus_per_rollout_worker > 0, cfg.rollout.batch_size, r.torch_threads
+            )
             for i in range(r.rollout_workers)
         ]
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[PromptRollouts]:
         """Samples for every prompt, in the order given."""
         shards = _split_evenly(prompts, len(self.workers))
-        refs = [w.generate.remote(shard, params) for w, shard in zip(self.workers, shards) if shard]
+        refs = [w.generate.remote(shard, params) for w, shard in zip(self.workers, shards, strict=True) if shard]
         return [group for part in ray.get(refs) for group in part]
 
     def load_weights(self, weights_ref: ray.ObjectRef, version: int) -> None:
@@ -84,7 +86,7 @@ class TrainerGroup:
         """Shard examples evenly over the ranks and train; one stats record per rank."""
         multiple = self.optim.micro_batch_size * self.optim.grad_accum_steps
         shards = shard_examples(examples, len(self.ranks), multiple, seed)
-        return ray.get([rank.train.remote(shard, epochs, seed) for rank, shard in zip(self.ranks, shards)])
+        return ray.get([rank.train.remote(shard, epochs, seed) for rank, shard in zip(self.ranks, shards, strict=True)])
 
     def export_weights_ref(self) -> ray.ObjectRef:
         """An object reference to rank 0's full weights (every rank joins a ZeRO-3 gather, others return {})."""

@@ -19,7 +19,9 @@ log = logging.getLogger("mstar")
 def optim_spec(cfg: MStarConfig, lr: float) -> OptimSpec:
     """The optimizer settings of `cfg.train` with a stage's learning rate."""
     t = cfg.train
-    return OptimSpec(lr, t.micro_batch_size, t.grad_accum_steps, t.zero_stage, t.weight_decay, t.warmup_steps, t.grad_clip)
+    return OptimSpec(
+        lr, t.micro_batch_size, t.grad_accum_steps, t.zero_stage, t.weight_decay, t.warmup_steps, t.grad_clip
+    )
 
 
 def mean_loss(stats: Sequence[TrainStats]) -> float:
@@ -47,7 +49,9 @@ def answer_conditioned(prompt: Prompt) -> Prompt:
     return replace(prompt, question=prompt.question + hint)
 
 
-def warmup(cfg: MStarConfig, rollout: RolloutGroup, trainers: TrainerGroup, labeled: Sequence[Prompt]) -> dict[str, float]:
+def warmup(
+    cfg: MStarConfig, rollout: RolloutGroup, trainers: TrainerGroup, labeled: Sequence[Prompt]
+) -> dict[str, float]:
     """Generate answer-conditioned chains of thought, keep correct ones, and train on them with the plain prompt."""
     prompts = list(labeled[: cfg.warmup.max_prompts])
     params = SamplingParams(

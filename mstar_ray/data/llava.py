@@ -90,9 +90,12 @@ def parse_row(row: object, image_root: Path, check_image: bool = True) -> Prompt
 
 
 def load_prompts(
-    path: str | Path, image_root: str | Path | None = None, on_bad_row: OnBadRow = OnBadRow.SKIP, check_images: bool = True
+    path: str | Path,
+    image_root: str | Path | None = None,
+    on_bad_row: OnBadRow = OnBadRow.SKIP,
+    check_images: bool = True,
 ) -> tuple[list[Prompt], LoadReport]:
-    """All usable prompts of a LLaVA-style JSON/JSONL file; images resolve against `image_root` (default: its folder)."""
+    """Usable prompts of a LLaVA-style JSON/JSONL file; images resolve against `image_root` (default: its folder)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"dataset file not found: {path}")

@@ -1,9 +1,10 @@
 """A synthetic multimodal reasoning task written in the LLaVA / MathV360K format.
 
-Each image is a grid of coloured cells. Questions ask for sums and differences of colour counts, or which colour
-is most frequent (multiple choice), so they can only be answered by reading the image, take several steps, and
-have rule-checkable answers. Gold responses use the paper's step format (steps separated by a blank line, then
-a `# Answer` section). Splits: `seed.json` (gold chain of thought), `labeled.json` (answer only),
+Each image is a grid of coloured cells. Questions ask how many cells are coloured, which colour is most
+frequent (multiple choice), or how many more cells the most frequent colour has than the least frequent one.
+They can only be answered by reading the image, take four to six steps (count each colour, then combine),
+and have rule-checkable answers. Gold responses use the paper's step format (steps separated by a blank line,
+then a `# Answer` section). Splits: `seed.json` (gold chain of thought), `labeled.json` (answer only),
 `validation.json` and `test.json`, with the PNGs under `images/`.
 """
 
@@ -21,10 +22,16 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
     "green": (40, 170, 60),
     "blue": (40, 80, 220),
-    "yellow": (235, 200, 30),
 }
 EMPTY_RGB = (255, 255, 255)
-LETTERS = "ABCD"
+LETTERS = "ABC"
+QUESTIONS = {
+    "total": "How many cells in the grid are colored?",
+    "most": "Which color appears most often in the grid?\nChoices:\n" + "\n".join(
+        f"({LETTERS[i]}) {c}" for i, c in enumerate(COLORS)
+    ),
+    "spread": "How many more cells does the most frequent color have than the least frequent color?",
+}
 
 
 @dataclass(frozen=True)
@@ -55,34 +62,24 @@ def _count_step(color: str, n: int) -> str:
     return f"Count the {color} cells: there {'is' if n == 1 else 'are'} {n}."
 
 
-def _arith_item(grid: list[list[str | None]], rng: random.Random) -> Item:
-    counts = Counter(c for row in grid for c in row if c)
-    a, b = rng.sample(list(COLORS), 2)
-    if rng.random() < 0.5:
-        if counts[a] < counts[b]:
-            a, b = b, a
-        question = f"How many more {a} cells than {b} cells are there?"
-        result, op_step = counts[a] - counts[b], f"Subtract: {counts[a]} - {counts[b]} = {counts[a] - counts[b]}."
-    else:
-        question = f"How many cells are {a} or {b}?"
-        result, op_step = counts[a] + counts[b], f"Add: {counts[a]} + {counts[b]} = {counts[a] + counts[b]}."
-    steps = [_count_step(a, counts[a]), _count_step(b, counts[b]), op_step]
-    return Item(grid, question, "\n\n".join(steps) + f"\n\n# Answer\n\n{result}", str(result))
-
-
-def _choice_item(grid: list[list[str | None]], rng: random.Random) -> Item | None:
-    counts = Counter(c for row in grid for c in row if c)
-    ranked = counts.most_common()
-    if not ranked or (len(ranked) > 1 and ranked[0][1] == ranked[1][1]):
-        return None  # no unique answer
-    options = list(COLORS)
-    rng.shuffle(options)
-    letter = LETTERS[options.index(ranked[0][0])]
-    choices = "\n".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(options))
-    question = f"Which color appears most often in the grid?\nChoices:\n{choices}"
-    steps = [_count_step(c, counts[c]) for c in options]
-    steps.append(f"The most frequent color is {ranked[0][0]}, option ({letter}).")
-    return Item(grid, question, "\n\n".join(steps) + f"\n\n# Answer\n\n{letter}", letter)
+def _final_steps(kind: str, counts: dict[str, int]) -> tuple[list[str], str] | None:
+    values = list(counts.values())
+    if kind == "total":
+        steps, running = [], values[0]
+        for v in values[1:]:
+            steps.append(f"Add: {running} + {v} = {running + v}.")
+            running += v
+        return steps, str(running)
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    if kind == "most":
+        if ranked[0][1] == ranked[1][1]:
+            return None  # no unique answer
+        letter = LETTERS[list(counts).index(ranked[0][0])]
+        return [f"The most frequent color is {ranked[0][0]}, option ({letter})."], letter
+    high, low = ranked[0][1], ranked[-1][1]
+    return [f"The largest count is {high} and the smallest is {low}.", f"Subtract: {high} - {low} = {high - low}."], str(
+        high - low
+    )
 
 
 def make_item(spec: TaskSpec, rng: random.Random) -> Item:
@@ -92,9 +89,15 @@ def make_item(spec: TaskSpec, rng: random.Random) -> Item:
             [rng.choice(list(COLORS)) if rng.random() < spec.fill_probability else None for _ in range(spec.grid_cols)]
             for _ in range(spec.grid_rows)
         ]
-        item = _choice_item(grid, rng) if rng.random() < 0.3 else _arith_item(grid, rng)
-        if item is not None:
-            return item
+        counter = Counter(c for row in grid for c in row if c)
+        counts = {c: counter[c] for c in COLORS}
+        kind = rng.choice(list(QUESTIONS))
+        final = _final_steps(kind, counts)
+        if final is None:
+            continue
+        steps, answer = final
+        steps = [_count_step(c, n) for c, n in counts.items()] + steps
+        return Item(grid, QUESTIONS[kind], "\n\n".join(steps) + f"\n\n# Answer\n\n{answer}", answer)
 
 
 def render_grid(grid: list[list[str | None]], cell_pixels: int) -> Image.Image:

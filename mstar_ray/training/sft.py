@@ -53,7 +53,9 @@ class TrainStats:
     response_tokens: int
 
 
-def shard_examples(examples: Sequence[TrainExample], world_size: int, per_rank_multiple: int, seed: int) -> list[list[TrainExample]]:
+def shard_examples(
+    examples: Sequence[TrainExample], world_size: int, per_rank_multiple: int, seed: int
+) -> list[list[TrainExample]]:
     """Shuffle and split examples evenly over ranks, repeating a few so each shard is a whole number of steps."""
     if not examples:
         return [[] for _ in range(world_size)]
@@ -104,7 +106,9 @@ class SFTTrainer:
         self.dtype = dtype
         self.device = torch.device("cuda" if dist.use_gpu else "cpu")
         self.processor = AutoProcessor.from_pretrained(model_path)
-        self.model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(self.device)
+        self.model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(
+            self.device
+        )
         self.engine = None
         self._base: dict[str, torch.Tensor] | None = None
 
@@ -185,4 +189,3 @@ class SFTTrainer:
     def steps_taken(self) -> int:
         """Optimizer steps of the current stage."""
         return 0 if self.engine is None else int(self.engine.global_steps)
-

@@ -51,6 +51,9 @@ def _config(data: dict[str, Path], model: Path, out: Path, *extra: str):
             "loop.iterations=2",
             "loop.interval=0.5",
             "loop.selection=all_correct",
+            "warmup.enabled=true",
+            "warmup.max_prompts=6",
+            "warmup.samples_per_prompt=2",
             *extra,
         ],
     )
@@ -73,7 +76,8 @@ def test_two_iterations_train_sync_and_write_run_files(ray_cluster, tiny_data, t
         rollout = ray.get(worker.state_dict.remote())
         assert rollout.keys() == trainer.keys()
         assert all(torch.equal(rollout[k], trainer[k]) for k in trainer)
-        assert ray.get(worker.weights_version.remote()) == loop.weights_version == 3  # seed SFT + 2 iterations
+        # seed SFT, warm-up, 2 iterations
+        assert ray.get(worker.weights_version.remote()) == loop.weights_version == 4
 
     # Training: every trainable parameter moved between the pre-evolved and the final checkpoint.
     pre, final = _weights(run_dir.checkpoints / "pre_evolved"), _weights(run_dir.checkpoints / "final")
@@ -87,14 +91,16 @@ def test_two_iterations_train_sync_and_write_run_files(ray_cluster, tiny_data, t
     # Run files.
     lines = [json.loads(line) for line in (run_dir.path / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in lines] == [0, 1, 2]
+    assert lines[0]["seed_sft"]["examples"] == 16 and lines[0]["warmup"]["prompts"] == 6
     for record in lines[1:]:
         assert record["prompts"] == 12 and record["samples"] == 96
         assert record["selected"] > 0 and record["train_steps"] > 0
         assert set(record["seconds"]) == {"rollout", "verify", "select", "train", "sync", "evaluate"}
-        assert 0.0 <= record["val_greedy_accuracy"] <= record["val_pass_at_k"] <= 1.0 or record["val_k"] == 8
+        assert record["val_k"] == 8 and record["val_prompts"] == 6
+        assert 0.0 <= record["val_greedy_accuracy"] <= 1.0 and 0.0 <= record["val_pass_at_k"] <= 1.0
     assert (run_dir.path / "config.yaml").is_file() and load_config(run_dir.path / "config.yaml") == cfg
     saved = json.loads((run_dir.path / "summary.json").read_text())
-    assert saved == summary and saved["weights_version"] == 3
+    assert saved == summary and saved["weights_version"] == 4
     assert {"greedy_accuracy", "pass_at_k"} <= saved["final"].keys() and saved["pre_evolved"]["prompts"] == 6
     assert sorted(p.name for p in run_dir.checkpoints.iterdir()) == ["final", "iter_0001", "iter_0002", "pre_evolved"]
     assert json.loads((run_dir.path / "data_report.json").read_text())["labeled"]["loaded"] == 24

@@ -258,9 +258,7 @@ def test_text_match(predicted: str, gold: str, expected: bool) -> None:
         (make_response("Step 1: The car is blue.", answer="The answer is B."), "B", OPTIONS_Q, True),
         (make_response("Side is 4, so area is 16.", answer="C"), "16", INLINE_Q, True),
         (
-            make_response(
-                "Step 1: Half of the circle is shaded.", "Step 2: So the ratio is 1/2.", answer="$0.5$"
-            ),
+            make_response("Step 1: Half of the circle is shaded.", "Step 2: So the ratio is 1/2.", answer="$0.5$"),
             "\\frac{1}{2}",
             "",
             True,

@@ -20,7 +20,9 @@ BASE = ["model.path=/m", "data.labeled=l.json", "data.validation=v.json", "data.
 
 
 def test_overrides_set_typed_values() -> None:
-    cfg = load_config(None, BASE + ["loop.mode=rest_em", "loop.selection=all_correct", "train.lr=3e-4", "loop.iterations=7"])
+    cfg = load_config(
+        None, BASE + ["loop.mode=rest_em", "loop.selection=all_correct", "train.lr=3e-4", "loop.iterations=7"]
+    )
     assert cfg.loop.mode is TrainingMode.REST_EM
     assert cfg.loop.selection is SelectionRule.ALL_CORRECT
     assert cfg.train.lr == pytest.approx(3e-4)
