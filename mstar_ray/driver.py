@@ -109,6 +109,7 @@ class MStarRun:
 
     def __init__(self, cfg: MStarConfig, run: RunDir, data: Datasets) -> None:
         self.cfg, self.run_dir, self.data = cfg, run, data
+        run.write_json("data_report.json", data.reports)
         self.rollout = RolloutGroup(cfg, cfg.model.path)
         self.trainers = TrainerGroup(cfg, cfg.model.path)
         self.cursor = PromptCursor(data.labeled, cfg.loop.interval, cfg.run.seed)
@@ -250,7 +251,6 @@ def run_mstar(cfg: MStarConfig) -> dict:
     """Load data, create the run directory, start the actors and run; the entry point of `mstar run`."""
     data = load_datasets(cfg)
     run = RunDir.create(cfg)
-    run.write_json("data_report.json", data.reports)
     log.info("run directory %s; prompts loaded: %s", run.path, {s: r["loaded"] for s, r in data.reports.items() if r})
     connect_ray(cfg)
     return MStarRun(cfg, run, data).run()
