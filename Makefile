@@ -9,7 +9,7 @@ QS := .quickstart
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# torch and torchvision first, pinned to the builds this machine keeps on disk (see docs/ENVIRONMENT)
+	# torch and torchvision first: these exact builds install from local files on our CPU machines
 	$(PIP) install torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "^WARNING: Location" || true
 	$(PIP) install -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -c "import torch, torchvision, ray, transformers, deepspeed, mstar_ray"
@@ -19,7 +19,7 @@ venv: $(VENV)/.installed
 
 quickstart: venv
 	test -f $(QS)/data/test.json || $(PY) -m mstar_ray make-data --out $(QS)/data
-	test -f $(QS)/model/config.json || $(PY) -m mstar_ray make-model --out $(QS)/model
+	test -f $(QS)/model/processor_config.json || $(PY) -m mstar_ray make-model --out $(QS)/model
 	$(PY) -m mstar_ray run --config configs/quickstart.yaml
 
 test: venv

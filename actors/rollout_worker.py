@@ -17,8 +17,10 @@ from mstar_ray.rollout.sampling import SamplingParams
 class RolloutWorker:
     """Samples responses and receives weights from trainer rank 0."""
 
-    def __init__(self, model_path: str, dtype: str, use_gpu: bool, batch_size: int, torch_threads: int) -> None:
-        set_torch_threads(torch_threads)
+    def __init__(
+        self, model_path: str, dtype: str, use_gpu: bool, batch_size: int, torch_threads: int, cpus: float
+    ) -> None:
+        set_torch_threads(torch_threads, cpus)
         self.engine = TransformersRolloutEngine(model_path, dtype, "cuda" if use_gpu else "cpu", batch_size)
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[PromptRollouts]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import math
 
 import torch
 
 
-def set_torch_threads(threads: int) -> None:
-    """Use `threads` intra-op threads (0: every core of the node; CPU phases alternate, so actors share)."""
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+def set_torch_threads(threads: int, reserved_cpus: float) -> None:
+    """Use `threads` intra-op threads, or the actor's CPU reservation rounded up when `threads` is 0."""
+    torch.set_num_threads(threads or max(1, math.ceil(reserved_cpus)))

@@ -17,8 +17,8 @@ from mstar_ray.training.sft import DistributedSpec, OptimSpec, SFTTrainer, Train
 class TrainerRank:
     """Joins the trainer group's process group, then trains and exports weights on request."""
 
-    def __init__(self, torch_threads: int) -> None:
-        set_torch_threads(torch_threads)
+    def __init__(self, torch_threads: int, cpus: float) -> None:
+        set_torch_threads(torch_threads, cpus)
         self.trainer: SFTTrainer | None = None
 
     def rendezvous_address(self) -> tuple[str, int]:
@@ -45,3 +45,6 @@ class TrainerRank:
 
     def save_pretrained(self, out_dir: str) -> None:
         self.trainer.save_pretrained(out_dir)
+
+    def weights_checksum(self) -> float:
+        return self.trainer.weights_checksum()

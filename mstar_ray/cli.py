@@ -8,8 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from mstar_ray.config import ConfigError, config_to_yaml, load_config
-from mstar_ray.data.llava import BadRowError
+from mstar_ray.config import config_to_yaml, load_config
 
 log = logging.getLogger("mstar")
 
@@ -114,6 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, BadRowError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:  # config, data and layout errors: a message, not a traceback
         print(f"error: {err}", file=sys.stderr)
         return 2

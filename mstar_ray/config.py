@@ -6,6 +6,7 @@ Unknown keys and wrong types are rejected by pydantic with the key's dotted path
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -13,15 +14,27 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mstar_ray.data.llava import OnBadRow
-
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the key."""
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+    # strict: "4" is not an int and "yes" is not a bool; enum fields opt out to accept their string values
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True, frozen=True)
+
+
+class OnBadRow(str, Enum):
+    """What to do with a dataset row that cannot be used."""
+
+    SKIP = "skip"
+    ERROR = "error"
+
+
+class RolloutBackend(str, Enum):
+    """Rollout engine implementations."""
+
+    TRANSFORMERS = "transformers"
 
 
 class TrainingMode(str, Enum):
@@ -75,7 +88,7 @@ class DataConfig(Section):
     """Gold chain-of-thought examples for the seed SFT stage."""
     image_root: str | None = None
     """Folder image paths are relative to (default: each file's folder)."""
-    on_bad_row: OnBadRow = OnBadRow.SKIP
+    on_bad_row: OnBadRow = Field(default=OnBadRow.SKIP, strict=False)
     """Skip unusable rows (counted with reasons) or stop at the first."""
     check_images: bool = True
     """Open every image at load time to find unreadable ones early."""
@@ -97,11 +110,11 @@ class ResourcesConfig(Section):
     gpus_per_trainer: float = Field(default=0.0, ge=0)
     """GPUs per trainer rank (0: CPU and gloo; otherwise NCCL)."""
     torch_threads: int = Field(default=0, ge=0)
-    """Torch threads per actor on the CPU (0: as many as the node has; phases alternate, so they share)."""
+    """Torch threads per CPU actor (0: its CPU reservation rounded up; more can pay, as phases alternate)."""
 
 
 class RolloutConfig(Section):
-    backend: str = Field(default="transformers", pattern="^transformers$")
+    backend: RolloutBackend = Field(default=RolloutBackend.TRANSFORMERS, strict=False)
     """Rollout engine implementation."""
     samples_per_prompt: int = Field(default=16, ge=1)
     """K: responses sampled per prompt (also the K of Pass@K)."""
@@ -130,6 +143,8 @@ class TrainConfig(Section):
     """AdamW weight decay."""
     warmup_steps: int = Field(default=0, ge=0)
     """Linear LR warm-up steps (continuous mode warms up once)."""
+    decay_steps: int = Field(default=0, ge=0)
+    """Cosine decay to 10% of lr over this many steps after warm-up, then flat (0: constant lr)."""
     grad_clip: float = Field(default=1.0, ge=0)
     """Gradient norm clip (0: off)."""
     epochs_per_iteration: int = Field(default=1, ge=1)
@@ -157,13 +172,13 @@ class WarmupConfig(Section):
 
 
 class LoopConfig(Section):
-    mode: TrainingMode = TrainingMode.CONTINUOUS
+    mode: TrainingMode = Field(default=TrainingMode.CONTINUOUS, strict=False)
     """continuous (M-STaR), iterative_rft or rest_em."""
     iterations: int = Field(default=4, ge=1)
     """Self-evolving iterations."""
     interval: float = Field(default=0.25, gt=0, le=1)
     """Share of the labeled prompts traversed per iteration."""
-    selection: SelectionRule = SelectionRule.RANDOM_K
+    selection: SelectionRule = Field(default=SelectionRule.RANDOM_K, strict=False)
     """Rule choosing training responses among correct ones."""
     top_k: int = Field(default=2, ge=1)
     """Responses kept per prompt by the selection rule."""
@@ -241,6 +256,21 @@ def check_fits(cfg: MStarConfig, available: dict[str, float], with_trainers: boo
             )
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `1e-6` (no dot) as a string; config files and overrides mean a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def _parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node = tree
     parts = dotted.split(".")
@@ -258,7 +288,7 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form key.sub=value")
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+        _set_dotted(tree, key.strip(), _parse_yaml(raw) if raw.strip() else None)
     return tree
 
 
@@ -285,7 +315,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     """Load a YAML config file (or none) and apply overrides."""
     tree: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text())
+        loaded = _parse_yaml(Path(path).read_text())
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
         tree = loaded or {}

@@ -48,6 +48,8 @@ def load_datasets(cfg: MStarConfig) -> Datasets:
         loaded[split], reports[split] = prompts, report.to_dict() if report else None
         if report and report.skipped:
             log.warning("data.%s: skipped %s", split, dict(report.skipped))
+    if cfg.seed_sft.enabled and not any(p.reference for p in loaded["seed_cot"]):
+        raise ValueError(f"data.seed_cot: no row of {d.seed_cot} has a '# Answer' chain of thought to train on")
     loaded["validation"] = loaded["validation"][: d.max_validation]
     return Datasets(**loaded, reports=reports)
 
@@ -99,8 +101,8 @@ def connect_ray(cfg: MStarConfig, with_trainers: bool = True) -> None:
     if not ray.is_initialized():
         if cfg.ray.address:
             ray.init(address=cfg.ray.address)
-        else:
-            ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False)
+        else:  # a single-node Ray inside this process: keep it on loopback
+            ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
     check_fits(cfg, ray.cluster_resources(), with_trainers)
 
 
@@ -148,15 +150,18 @@ class MStarRun:
     def pre_evolve(self) -> None:
         """Seed SFT and/or warm-up, then sync and keep the result as the pre-evolved (base) model."""
         record: dict = {"iteration": 0}
+        timer = PhaseTimer()
         if self.cfg.seed_sft.enabled:
-            record["seed_sft"] = stages.seed_sft(self.cfg, self.trainers, self.data.seed_cot)
-            self.sync()
+            with timer("seed_sft"):
+                record["seed_sft"] = stages.seed_sft(self.cfg, self.trainers, self.data.seed_cot)
+                self.sync()
         if self.cfg.warmup.enabled:
-            record["warmup"] = stages.warmup(self.cfg, self.rollout, self.trainers, self.data.labeled)
-            self.sync()
+            with timer("warmup"):
+                record["warmup"] = stages.warmup(self.cfg, self.rollout, self.trainers, self.data.labeled)
+                self.sync()
         self.trainers.snapshot_base()
         self.save_checkpoint("pre_evolved")
-        record["weights_version"] = self.weights_version
+        record |= {"weights_version": self.weights_version, "seconds": timer.seconds}
         self.run_dir.append_metrics(record)
 
     def iterate(self, iteration: int) -> None:
@@ -194,6 +199,8 @@ class MStarRun:
         return {
             "train_examples": len(examples),
             "train_steps": stats[0].optimizer_steps,
+            "optimizer_steps_in_stage": stats[0].steps_in_stage,  # grows across iterations only in continuous mode
+            "learning_rate": stats[0].learning_rate,
             "train_loss": stages.mean_loss(stats),
             "train_tokens": sum(s.response_tokens for s in stats),
         }
@@ -227,6 +234,7 @@ def rollout_stats(rollouts: Sequence[PromptRollouts], examples: Sequence[TrainEx
     return {
         "prompts": len(rollouts),
         "samples": sum(len(g.samples) for g in rollouts),
+        "rollout_weights_version": min(s.weights_version for g in rollouts for s in g.samples),
         "temperature": params.temperature,
         "sample_accuracy": sample_accuracy(rollouts),
         "prompts_with_correct": pass_at_k(rollouts),
@@ -250,7 +258,7 @@ def progress_line(record: dict) -> str:
 def run_mstar(cfg: MStarConfig) -> dict:
     """Load data, create the run directory, start the actors and run; the entry point of `mstar run`."""
     data = load_datasets(cfg)
+    connect_ray(cfg)  # before the run directory, so a layout that does not fit never touches an earlier run
     run = RunDir.create(cfg)
     log.info("run directory %s; prompts loaded: %s", run.path, {s: r["loaded"] for s, r in data.reports.items() if r})
-    connect_ray(cfg)
     return MStarRun(cfg, run, data).run()

@@ -40,9 +40,8 @@ def generation_inputs(processor: ProcessorMixin, prompts: Sequence[Prompt]) -> B
     return processor(text=texts, images=images, padding=True, return_tensors="pt")
 
 
-def _text_aligned_keys(features: BatchFeature) -> list[str]:
-    length = features["input_ids"].shape[-1]
-    return [k for k, v in features.items() if torch.is_tensor(v) and v.dim() == 2 and v.shape[-1] == length]
+# Per-token tensors that processors return beside input_ids; everything else is per image.
+TEXT_KEYS = ("input_ids", "attention_mask", "labels", "token_type_ids", "mm_token_type_ids")
 
 
 def encode_example(processor: ProcessorMixin, example: TrainExample) -> dict[str, torch.Tensor]:
@@ -65,11 +64,10 @@ def encode_example(processor: ProcessorMixin, example: TrainExample) -> dict[str
 def collate(batch: Sequence[dict[str, torch.Tensor]], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Right-pad text-aligned tensors of encoded examples and concatenate the image tensors."""
     length = max(ex["input_ids"].shape[-1] for ex in batch)
-    text_keys = _text_aligned_keys(batch[0])
     pad_values = {"input_ids": pad_token_id, "labels": IGNORE_INDEX}
     out: dict[str, torch.Tensor] = {}
     for key in batch[0]:
-        if key in text_keys:
+        if key in TEXT_KEYS:
             fill = pad_values.get(key, 0)
             rows = [torch.nn.functional.pad(ex[key], (0, length - ex[key].shape[-1]), value=fill) for ex in batch]
         else:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
-from mstar_ray.groups import RolloutGroup
 from mstar_ray.metrics import first_sample_accuracy, mark_correct, pass_at_k, sample_accuracy
-from mstar_ray.records import Prompt
+from mstar_ray.records import Prompt, PromptRollouts
 from mstar_ray.rollout.sampling import SamplingParams
+
+
+class Generator(Protocol):
+    """Anything that samples responses: a rollout group, or an engine in tests."""
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[PromptRollouts]: ...
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,7 @@ class EvalResult:
         return {f"{prefix}{k}": v for k, v in out.items()}
 
 
-def evaluate(rollout: RolloutGroup, prompts: Sequence[Prompt], sampling: SamplingParams) -> EvalResult:
+def evaluate(rollout: Generator, prompts: Sequence[Prompt], sampling: SamplingParams) -> EvalResult:
     """Greedy decoding for accuracy, then `sampling.n` samples per prompt for Pass@K."""
     greedy = rollout.generate(prompts, sampling.with_(n=1, temperature=0.0))
     sampled = rollout.generate(prompts, sampling)

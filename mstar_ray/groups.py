@@ -37,7 +37,12 @@ class RolloutGroup:
             RolloutWorker.options(
                 name=f"rollout-{i}", num_cpus=r.cpus_per_rollout_worker, num_gpus=r.gpus_per_rollout_worker
             ).remote(
-                model_path, cfg.model.dtype, r.gpus_per_rollout_worker > 0, cfg.rollout.batch_size, r.torch_threads
+                model_path,
+                cfg.model.dtype,
+                r.gpus_per_rollout_worker > 0,
+                cfg.rollout.batch_size,
+                r.torch_threads,
+                r.cpus_per_rollout_worker,
             )
             for i in range(r.rollout_workers)
         ]
@@ -60,7 +65,7 @@ class TrainerGroup:
         r = cfg.resources
         self.ranks = [
             TrainerRank.options(name=f"trainer-{i}", num_cpus=r.cpus_per_trainer, num_gpus=r.gpus_per_trainer).remote(
-                r.torch_threads
+                r.torch_threads, r.cpus_per_trainer
             )
             for i in range(r.trainer_ranks)
         ]

@@ -9,10 +9,12 @@ from mstar_ray.records import PromptRollouts
 
 
 def mark_correct(rollouts: Sequence[PromptRollouts]) -> None:
-    """Set `correct` on every sample by checking its final answer against the prompt's label."""
+    """Set `correct` on every sample: it ended by itself and its final answer matches the prompt's label."""
     for group in rollouts:
         for sample in group.samples:
-            sample.correct = is_correct(sample.text, group.prompt.answer, group.prompt.question)
+            # A response cut off at max_new_tokens is never correct: training on it would teach stopping mid-text.
+            ok = sample.finished and is_correct(sample.text, group.prompt.answer, group.prompt.question)
+            sample.correct = ok
 
 
 def first_sample_accuracy(rollouts: Sequence[PromptRollouts]) -> float:

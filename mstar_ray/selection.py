@@ -16,7 +16,9 @@ Rule = Callable[[PromptRollouts, int, random.Random], list[Sample]]
 
 
 def _correct(group: PromptRollouts) -> list[Sample]:
-    return [s for s in group.samples if s.correct]
+    """Correct samples, each distinct response text once."""
+    unique = {s.text: s for s in reversed(group.samples) if s.correct}
+    return [s for s in group.samples if s.correct and unique.get(s.text) is s]
 
 
 def select_random_k(group: PromptRollouts, k: int, rng: random.Random) -> list[Sample]:
@@ -37,12 +39,7 @@ SELECTION_RULES: dict[SelectionRule, Rule] = {
 
 
 def select_training_examples(
-    rollouts: Sequence[PromptRollouts], rule: SelectionRule, k: int, rng: random.Random, dedupe: bool = True
+    rollouts: Sequence[PromptRollouts], rule: SelectionRule, k: int, rng: random.Random
 ) -> list[TrainExample]:
-    """Apply a selection rule to every prompt; identical response texts of a prompt are kept once."""
-    examples: list[TrainExample] = []
-    for group in rollouts:
-        chosen = SELECTION_RULES[rule](group, k, rng)
-        texts = list(dict.fromkeys(s.text for s in chosen)) if dedupe else [s.text for s in chosen]
-        examples.extend(TrainExample(group.prompt, text) for text in texts)
-    return examples
+    """Apply a selection rule to every prompt (rules see each distinct correct response once)."""
+    return [TrainExample(group.prompt, s.text) for group in rollouts for s in SELECTION_RULES[rule](group, k, rng)]

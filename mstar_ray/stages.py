@@ -20,7 +20,14 @@ def optim_spec(cfg: MStarConfig, lr: float) -> OptimSpec:
     """The optimizer settings of `cfg.train` with a stage's learning rate."""
     t = cfg.train
     return OptimSpec(
-        lr, t.micro_batch_size, t.grad_accum_steps, t.zero_stage, t.weight_decay, t.warmup_steps, t.grad_clip
+        lr=lr,
+        micro_batch_size=t.micro_batch_size,
+        grad_accum_steps=t.grad_accum_steps,
+        zero_stage=t.zero_stage,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_steps,
+        decay_steps=t.decay_steps,
+        grad_clip=t.grad_clip,
     )
 
 
@@ -32,8 +39,6 @@ def mean_loss(stats: Sequence[TrainStats]) -> float:
 def seed_sft(cfg: MStarConfig, trainers: TrainerGroup, seed_prompts: Sequence[Prompt]) -> dict[str, float]:
     """Fine-tune on the gold chain-of-thought seed set."""
     examples = [TrainExample(p, p.reference) for p in seed_prompts if p.reference]
-    if not examples:
-        raise ValueError("data.seed_cot has no rows with a '# Answer' chain of thought to train on")
     trainers.start_stage(optim_spec(cfg, cfg.seed_sft.lr))
     stats = trainers.train(examples, cfg.seed_sft.epochs, cfg.run.seed)
     log.info("seed SFT: %d examples x %d epochs, loss %.3f", len(examples), cfg.seed_sft.epochs, mean_loss(stats))
@@ -63,11 +68,11 @@ def warmup(
     )
     rollouts = rollout.generate([answer_conditioned(p) for p in prompts], params)
     mark_correct(rollouts)
-    originals = {p.id: p for p in prompts}
+    # generate keeps the prompts' order; ids may repeat or be empty in real data
     examples = [
-        TrainExample(originals[g.prompt.id], text)
-        for g in rollouts
-        for text in dict.fromkeys(s.text for s in g.samples if s.correct)
+        TrainExample(original, text)
+        for original, group in zip(prompts, rollouts, strict=True)
+        for text in dict.fromkeys(s.text for s in group.samples if s.correct)
     ]
     log.info("warm-up: %d correct responses from %d prompts", len(examples), len(prompts))
     if not examples:

@@ -10,20 +10,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
 from mstar_ray.answers import extract_answer
+from mstar_ray.config import OnBadRow
 from mstar_ray.records import Prompt
-
-
-class OnBadRow(str, Enum):
-    """What to do with a row that cannot be used."""
-
-    SKIP = "skip"
-    ERROR = "error"
 
 
 class BadRowError(ValueError):
@@ -43,10 +36,21 @@ class LoadReport:
         return {"path": self.path, "loaded": self.loaded, "skipped": dict(self.skipped), "examples": self.examples}
 
 
+class _MalformedLine:
+    """Stands for a JSONL line that is not valid JSON."""
+
+
 def _read_rows(path: Path) -> list:
     text = path.read_text()
     if path.suffix == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        rows: list = []
+        for line in text.splitlines():
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    rows.append(_MalformedLine())
+        return rows
     rows = json.loads(text)
     if not isinstance(rows, list):
         raise BadRowError(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
@@ -67,6 +71,8 @@ def _image_problem(path: Path, check_image: bool) -> str | None:
 
 def parse_row(row: object, image_root: Path, check_image: bool = True) -> Prompt | str:
     """A `Prompt` from one row, or the reason the row is unusable."""
+    if isinstance(row, _MalformedLine):
+        return "malformed JSON line"
     if not isinstance(row, dict):
         return "row is not an object"
     turns = row.get("conversations")

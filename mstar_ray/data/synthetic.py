@@ -27,9 +27,8 @@ EMPTY_RGB = (255, 255, 255)
 LETTERS = "ABC"
 QUESTIONS = {
     "total": "How many cells in the grid are colored?",
-    "most": "Which color appears most often in the grid?\nChoices:\n" + "\n".join(
-        f"({LETTERS[i]}) {c}" for i, c in enumerate(COLORS)
-    ),
+    "most": "Which color appears most often in the grid?\nChoices:\n"
+    + "\n".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(COLORS)),
     "spread": "How many more cells does the most frequent color have than the least frequent color?",
 }
 
@@ -77,9 +76,10 @@ def _final_steps(kind: str, counts: dict[str, int]) -> tuple[list[str], str] | N
         letter = LETTERS[list(counts).index(ranked[0][0])]
         return [f"The most frequent color is {ranked[0][0]}, option ({letter})."], letter
     high, low = ranked[0][1], ranked[-1][1]
-    return [f"The largest count is {high} and the smallest is {low}.", f"Subtract: {high} - {low} = {high - low}."], str(
-        high - low
-    )
+    return [
+        f"The largest count is {high} and the smallest is {low}.",
+        f"Subtract: {high} - {low} = {high - low}.",
+    ], str(high - low)
 
 
 def make_item(spec: TaskSpec, rng: random.Random) -> Item:

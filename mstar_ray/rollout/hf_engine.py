@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 
 from mstar_ray.encoding import generation_inputs
 from mstar_ray.records import Prompt, PromptRollouts, Sample
@@ -32,24 +32,32 @@ class TransformersRolloutEngine:
             results.extend(self._generate_batch(prompts[start : start + self.batch_size], params))
         return results
 
-    def _generate_batch(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[PromptRollouts]:
-        inputs = generation_inputs(self.processor, prompts).to(self.device)
-        tokenizer = self.processor.tokenizer
+    def _stop_token_ids(self) -> list[int]:
+        configured = self.model.generation_config.eos_token_id
+        ids = configured if isinstance(configured, list) else [configured] if configured is not None else []
+        return sorted({*ids, self.processor.tokenizer.eos_token_id})
+
+    def _generation_config(self, params: SamplingParams) -> GenerationConfig:
+        """Exactly the requested sampling: nothing inherited from the checkpoint's generation_config."""
         sampling = {} if params.greedy else {"temperature": params.temperature, "top_p": params.top_p}
-        output = self.model.generate(
-            **inputs,
+        return GenerationConfig(
             do_sample=not params.greedy,
-            top_k=params.top_k or None,
+            top_k=params.top_k,  # 0 disables top-k filtering
             num_return_sequences=params.n,
             max_new_tokens=params.max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
+            eos_token_id=self._stop_token_ids(),
+            pad_token_id=self.processor.tokenizer.pad_token_id,
             **sampling,
         )
+
+    def _generate_batch(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[PromptRollouts]:
+        inputs = generation_inputs(self.processor, prompts).to(self.device)
+        output = self.model.generate(**inputs, generation_config=self._generation_config(params))
         new_tokens = output[:, inputs["input_ids"].shape[1] :]  # (B * n, T_new)
-        finished = (new_tokens == tokenizer.eos_token_id).any(dim=1)
-        lengths = (new_tokens != tokenizer.pad_token_id).sum(dim=1)
-        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        is_stop = torch.isin(new_tokens, torch.tensor(self._stop_token_ids(), device=new_tokens.device))
+        finished = is_stop.any(dim=1)  # (B * n,)
+        lengths = torch.where(finished, is_stop.int().argmax(dim=1) + 1, new_tokens.shape[1])
+        texts = self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         results = []
         for i, prompt in enumerate(prompts):
             rows = range(i * params.n, (i + 1) * params.n)

@@ -6,6 +6,7 @@ call, which `shard_examples` guarantees.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ class OptimSpec:
     zero_stage: int = 2
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    decay_steps: int = 0
     grad_clip: float = 1.0
     reduce_bucket_size: int = 500_000_000  # gradient elements per ZeRO reduction bucket
 
@@ -51,6 +53,18 @@ class TrainStats:
     optimizer_steps: int
     mean_loss: float
     response_tokens: int
+    steps_in_stage: int  # optimizer steps since the stage started (carries across calls in continuous mode)
+    learning_rate: float  # after the last step
+
+
+def lr_multiplier(step: int, warmup_steps: int, decay_steps: int) -> float:
+    """Linear warm-up, then cosine decay to 10% over `decay_steps` (0: constant), then flat."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    if decay_steps == 0:
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def shard_examples(
@@ -114,7 +128,12 @@ class SFTTrainer:
 
     def snapshot_base(self) -> None:
         """Remember the current weights as the base that ReST-EM restarts from (a CPU copy on every rank)."""
-        self._base = {k: v.detach().to("cpu", copy=True) for k, v in self._module().state_dict().items()}
+        import deepspeed
+
+        module = self._module()
+        partitioned = self.engine is not None and self.optim.zero_stage == 3
+        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None, enabled=partitioned):
+            self._base = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
     def start_stage(self, optim: OptimSpec, reset_to_base: bool = False) -> None:
         """Build a fresh optimizer and LR schedule, optionally from the base weights first (ReST-EM)."""
@@ -131,12 +150,17 @@ class SFTTrainer:
             partitioned = self.engine is not None and self.optim.zero_stage == 3
             with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=0, enabled=partitioned):
                 self.model.load_state_dict(self._base, strict=True)
-        warmup = optim.warmup_steps
+
+        def schedule(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+            return torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda step: lr_multiplier(step, optim.warmup_steps, optim.decay_steps)
+            )
+
         self.engine, *_ = deepspeed.initialize(
             model=self.model,
             model_parameters=[p for p in self.model.parameters() if p.requires_grad],
             config=deepspeed_config(optim, self.dist.world_size, self.dist.use_gpu, self.dtype),
-            lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (warmup + 1))),
+            lr_scheduler=schedule,
         )
         self.optim = optim
 
@@ -161,7 +185,13 @@ class SFTTrainer:
                 losses.append(float(loss.detach()))
                 tokens += int((batch["labels"] != -100).sum())
                 micro += 1
-        return TrainStats(micro, micro // self.optim.grad_accum_steps, sum(losses) / max(1, len(losses)), tokens)
+        mean = sum(losses) / max(1, len(losses))
+        lr = float(self.engine.get_lr()[0])
+        return TrainStats(micro, micro // self.optim.grad_accum_steps, mean, tokens, self.steps_taken(), lr)
+
+    def weights_checksum(self) -> float:
+        """Sum of every parameter on this rank, to check that ZeRO 0-2 data-parallel ranks hold the same weights."""
+        return float(sum(p.detach().double().sum() for p in self._module().parameters()))
 
     def export_weights(self) -> dict[str, torch.Tensor]:
         """Full CPU copies of the policy weights on rank 0, {} elsewhere (all ranks join a ZeRO-3 gather)."""

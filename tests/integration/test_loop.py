@@ -25,6 +25,7 @@ def ray_cluster():
 
 
 def _config(data: dict[str, Path], model: Path, out: Path, *extra: str):
+    """Two trainer ranks and one rollout worker by default; `extra` overrides win."""
     return load_config(
         None,
         [
@@ -35,31 +36,28 @@ def _config(data: dict[str, Path], model: Path, out: Path, *extra: str):
             f"data.test={data['test']}",
             f"run.output_dir={out}",
             "run.name=loop",
+            "resources.torch_threads=1",
             "resources.rollout_workers=1",
             "resources.cpus_per_rollout_worker=1",
             "resources.trainer_ranks=2",
             "resources.cpus_per_trainer=0.5",
-            "resources.torch_threads=1",
             "rollout.samples_per_prompt=8",
-            "rollout.max_new_tokens=64",
-            "train.lr=1e-3",
+            "rollout.max_new_tokens=80",
+            "train.lr=2e-4",
             "train.micro_batch_size=4",
             "seed_sft.enabled=true",
             "seed_sft.epochs=30",
             "seed_sft.lr=2e-3",
             "loop.iterations=2",
             "loop.interval=0.5",
-            "loop.selection=all_correct",
-            "warmup.enabled=true",
-            "warmup.max_prompts=6",
-            "warmup.samples_per_prompt=2",
             *extra,
         ],
     )
 
 
 def test_two_iterations_train_sync_and_write_run_files(ray_cluster, tiny_data, tiny_model, tmp_path) -> None:
-    cfg = _config(tiny_data, tiny_model, tmp_path)
+    warmup = ["warmup.enabled=true", "warmup.max_prompts=6", "warmup.samples_per_prompt=2"]
+    cfg = _config(tiny_data, tiny_model, tmp_path, "loop.selection=all_correct", *warmup)
     connect_ray(cfg)
     run_dir = RunDir.create(cfg)
     loop = MStarRun(cfg, run_dir, load_datasets(cfg))
@@ -86,10 +84,12 @@ def test_two_iterations_train_sync_and_write_run_files(ray_cluster, tiny_data, t
     # Run files.
     lines = [json.loads(line) for line in (run_dir.path / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in lines] == [0, 1, 2]
+    assert set(lines[0]["seconds"]) == {"seed_sft", "warmup"}
     assert lines[0]["seed_sft"]["examples"] == 16 and lines[0]["warmup"]["prompts"] == 6
     for record in lines[1:]:
         assert record["prompts"] == 12 and record["samples"] == 96
         assert record["selected"] > 0 and record["train_steps"] > 0
+        assert record["rollout_weights_version"] == record["weights_version"] - 1  # sampled with the latest weights
         assert set(record["seconds"]) == {"rollout", "verify", "select", "train", "sync", "evaluate"}
         assert record["val_k"] == 8 and record["val_prompts"] == 6
         assert 0.0 <= record["val_greedy_accuracy"] <= 1.0 and 0.0 <= record["val_pass_at_k"] <= 1.0
@@ -99,3 +99,37 @@ def test_two_iterations_train_sync_and_write_run_files(ray_cluster, tiny_data, t
     assert {"greedy_accuracy", "pass_at_k"} <= saved["final"].keys() and saved["pre_evolved"]["prompts"] == 6
     assert sorted(p.name for p in run_dir.checkpoints.iterdir()) == ["final", "iter_0001", "iter_0002", "pre_evolved"]
     assert json.loads((run_dir.path / "data_report.json").read_text())["labeled"]["loaded"] == 24
+    # Continuous mode: one optimizer and schedule across iterations; both ranks hold identical weights.
+    assert lines[2]["optimizer_steps_in_stage"] == lines[1]["train_steps"] + lines[2]["train_steps"]
+    checksums = ray.get([rank.weights_checksum.remote() for rank in loop.trainers.ranks])
+    assert checksums[0] == checksums[1]
+
+
+def test_rest_em_with_two_rollout_workers(ray_cluster, tiny_data, tiny_model, tmp_path) -> None:
+    cfg = _config(
+        tiny_data,
+        tiny_model,
+        tmp_path,
+        "loop.mode=rest_em",
+        "loop.selection=random_k",
+        "loop.top_k=2",
+        "loop.eval_every=0",
+        "checkpoint.every=0",
+        "resources.rollout_workers=2",
+        "resources.cpus_per_rollout_worker=0.5",
+    )
+    connect_ray(cfg)
+    loop = MStarRun(cfg, RunDir.create(cfg), load_datasets(cfg))
+    loop.run()
+    lines = loop.run_dir.read_metrics()
+    for record in lines[1:]:
+        assert record["prompts"] == 12 and record["samples"] == 96  # 6 prompts from each worker, merged
+        assert 0 < record["selected"] <= 2 * 12
+        # ReST-EM: a fresh optimizer (and base weights) every iteration, so steps never accumulate.
+        assert record["optimizer_steps_in_stage"] == record["train_steps"] > 0
+    trainer = ray.get(loop.trainers.export_weights_ref())
+    for worker in loop.rollout.workers:
+        rollout = ray.get(worker.state_dict.remote())
+        assert all(torch.equal(rollout[k], trainer[k]) for k in trainer)
+        assert ray.get(worker.weights_version.remote()) == 3
+    assert sorted(p.name for p in loop.run_dir.checkpoints.iterdir()) == ["final", "pre_evolved"]

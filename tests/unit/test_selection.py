@@ -49,6 +49,19 @@ def test_all_correct_ignores_k() -> None:
     assert len(SELECTION_RULES[SelectionRule.ALL_CORRECT](group, 1, random.Random(0))) == 3
 
 
+def test_truncated_responses_are_never_correct() -> None:
+    group = PromptRollouts(PROMPT, [Sample("p0", _resp("3"), 80, False, 1), Sample("p0", _resp("3", "x"), 9, True, 1)])
+    mark_correct([group])
+    assert [s.correct for s in group.samples] == [False, True]
+
+
+def test_random_k_draws_distinct_texts() -> None:
+    group = _group([_resp("3")] * 6 + [_resp("3", "other")])
+    for seed in range(20):
+        picked = SELECTION_RULES[SelectionRule.RANDOM_K](group, 2, random.Random(seed))
+        assert sorted(s.text for s in picked) == sorted([_resp("3"), _resp("3", "other")])
+
+
 def test_no_correct_sample_gives_nothing() -> None:
     group = _group([_resp("5"), _resp("6")])
     examples = select_training_examples([group], SelectionRule.RANDOM_K, 2, random.Random(0))
