@@ -1,8 +1,8 @@
 """Run the quickstart config with several run seeds and tabulate pre-evolved vs final test accuracy.
 
-    .venv/bin/python benchmarks/quickstart_seeds.py --seeds 0 1 2 [key.sub=value ...]
+    .venv/bin/python benchmarks/quickstart_seeds.py --seeds 0 1 2 [--out NAME.json] [key.sub=value ...]
 
-Prints a markdown table and writes benchmarks/results/quickstart_seeds.json. Each seed is a separate
+Prints a markdown table and writes benchmarks/results/NAME.json (default quickstart_seeds.json). Each seed is a separate
 `mstar run` process (its own in-process Ray), run one after the other.
 """
 
@@ -61,10 +61,11 @@ def table(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", default="quickstart_seeds.json", help="file name under benchmarks/results/")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     results = [run_seed(s, args.overrides) for s in args.seeds]
-    out = ROOT / "benchmarks" / "results" / "quickstart_seeds.json"
+    out = ROOT / "benchmarks" / "results" / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"overrides": args.overrides, "runs": results}, indent=2))
     print(table(results))

@@ -2,7 +2,7 @@
 
 Each image is a grid of coloured cells. Questions ask how many cells are coloured, which colour is most
 frequent (multiple choice), or how many more cells the most frequent colour has than the least frequent one.
-They can only be answered by reading the image, take four to six steps (count each colour, then combine),
+They can only be answered by reading the image, take four or five steps (count each colour, then combine),
 and have rule-checkable answers. Gold responses use the paper's step format (steps separated by a blank line,
 then a `# Answer` section). Splits: `seed.json` (gold chain of thought), `labeled.json` (answer only),
 `validation.json` and `test.json`, with the PNGs under `images/`.
