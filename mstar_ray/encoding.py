@@ -1,7 +1,7 @@
 """Turn prompts and responses into model inputs with the model's own processor and chat template.
 
-One path for every image-text-to-text model: the chat template renders the prompt, the processor expands image
-placeholders and computes pixel inputs. Text-aligned tensors (input ids, masks, token types) are padded;
+One path for every image-text-to-text model: the chat template renders the prompt, the processor expands each image
+tag into its vision tokens and computes pixel inputs. Text-aligned tensors (input ids, masks, token types) are padded;
 image tensors are concatenated along their first dimension, which fits both patch-flattened (Qwen2-VL) and
 per-image (LLaVA) layouts.
 """
