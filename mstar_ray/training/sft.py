@@ -131,8 +131,7 @@ class SFTTrainer:
         import deepspeed
 
         module = self._module()
-        partitioned = self.engine is not None and self.optim.zero_stage == 3
-        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None, enabled=partitioned):
+        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None, enabled=self._zero3()):
             self._base = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
     def start_stage(self, optim: OptimSpec, reset_to_base: bool = False) -> None:
@@ -147,8 +146,9 @@ class SFTTrainer:
         if reset_to_base:
             if self._base is None:
                 raise RuntimeError("reset_to_base needs snapshot_base() first")
-            partitioned = self.engine is not None and self.optim.zero_stage == 3
-            with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=0, enabled=partitioned):
+            with deepspeed.zero.GatheredParameters(
+                list(self.model.parameters()), modifier_rank=0, enabled=self._zero3()
+            ):
                 self.model.load_state_dict(self._base, strict=True)
 
         def schedule(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
@@ -199,8 +199,7 @@ class SFTTrainer:
 
         module = self._module()
         params = list(module.parameters())
-        enabled = self.engine is not None and self.optim.zero_stage == 3
-        with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=enabled):
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=self._zero3()):
             if self.dist.rank != 0:
                 return {}
             return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
@@ -212,6 +211,10 @@ class SFTTrainer:
             return
         self._module().save_pretrained(out_dir, state_dict=weights)
         self.processor.save_pretrained(out_dir)
+
+    def _zero3(self) -> bool:
+        """Whether the parameters are partitioned across ranks (ZeRO-3) and must be gathered to be read whole."""
+        return self.engine is not None and self.optim.zero_stage == 3
 
     def _module(self) -> torch.nn.Module:
         return self.engine.module if self.engine is not None else self.model
