@@ -23,8 +23,10 @@ class RolloutWorker:
         set_torch_threads(torch_threads, cpus)
         self.engine = TransformersRolloutEngine(model_path, dtype, "cuda" if use_gpu else "cpu", batch_size)
 
-    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[PromptRollouts]:
-        return self.engine.generate(prompts, params)
+    def generate(
+        self, prompts: Sequence[Prompt], params: SamplingParams, prefixes: Sequence[str] | None = None
+    ) -> list[PromptRollouts]:
+        return self.engine.generate(prompts, params, prefixes)
 
     def load_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> int:
         self.engine.load_weights(state_dict, version)

@@ -9,6 +9,7 @@ import ray
 import torch
 
 from actors.threads import set_torch_threads
+from mstar_ray.prm.model import StepLabeledExample
 from mstar_ray.records import TrainExample
 from mstar_ray.training.sft import DistributedSpec, OptimSpec, SFTTrainer, TrainStats
 
@@ -29,7 +30,14 @@ class TrainerRank:
         return ray.util.get_node_ip_address(), port
 
     def setup(self, model_path: str, dist: DistributedSpec, dtype: str) -> None:
+        """Host a policy trainer."""
         self.trainer = SFTTrainer(model_path, dist, dtype)
+
+    def setup_prm(self, backbone_path: str, dist: DistributedSpec, dtype: str, freeze_vision: bool, meta: dict) -> None:
+        """Host a PRM trainer (backbone from a policy checkpoint or a PRM directory)."""
+        from mstar_ray.prm.trainer import PRMTrainer
+
+        self.trainer = PRMTrainer(backbone_path, dist, dtype, freeze_vision, meta)
 
     def start_stage(self, optim: OptimSpec, reset_to_base: bool = False) -> None:
         self.trainer.start_stage(optim, reset_to_base)
@@ -37,7 +45,7 @@ class TrainerRank:
     def snapshot_base(self) -> None:
         self.trainer.snapshot_base()
 
-    def train(self, examples: Sequence[TrainExample], epochs: int, seed: int) -> TrainStats:
+    def train(self, examples: Sequence[TrainExample | StepLabeledExample], epochs: int, seed: int) -> TrainStats:
         return self.trainer.train(examples, epochs, seed)
 
     def export_weights(self) -> dict[str, torch.Tensor]:

@@ -60,11 +60,55 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prm_label(args: argparse.Namespace) -> int:
+    from mstar_ray.driver import connect_ray, load_datasets
+    from mstar_ray.groups import RolloutGroup
+    from mstar_ray.prm.pipeline import label_prompts
+
+    cfg = load_config(args.config, args.overrides)
+    data = load_datasets(cfg)
+    connect_ray(cfg, with_trainers=False)
+    policy = cfg.prm.label.policy or cfg.model.path
+    report = label_prompts(cfg, RolloutGroup(cfg, policy), data.labeled, args.out)
+    print(json.dumps(report | {"policy": policy}, indent=2))
+    return 0
+
+
+def cmd_prm_train(args: argparse.Namespace) -> int:
+    from mstar_ray.driver import connect_ray
+    from mstar_ray.prm.labeling import read_step_labels
+    from mstar_ray.prm.pipeline import train_prm
+
+    cfg = load_config(args.config, args.overrides)
+    examples = read_step_labels(args.labels)
+    connect_ray(cfg)
+    backbone = args.backbone or cfg.prm.label.policy or cfg.model.path
+    report = train_prm(cfg, examples, backbone, args.out, str(args.labels))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from mstar_ray.ablate import Ablation, load_spec
+
+    spec = load_spec(args.spec)
+    if args.seeds:
+        spec = spec.model_copy(update={"seeds": args.seeds})
+    results = Ablation(spec, args.out).run()
+    print(Path(args.out, "ablation.md").read_text())
+    print(f"{sum(len(r['runs']) for t in results['tables'] for r in t['rows'])} cells; tables in {args.out}")
+    return 0
+
+
 def cmd_make_data(args: argparse.Namespace) -> int:
     from mstar_ray.data.synthetic import TaskSpec, write_synthetic_dataset
 
     spec = TaskSpec(
-        seed_size=args.seed_size, labeled_size=args.labeled, validation_size=args.validation, test_size=args.test
+        seed_size=args.seed_size,
+        labeled_size=args.labeled,
+        validation_size=args.validation,
+        test_size=args.test,
+        unlabeled_size=args.unlabeled,
     )
     paths = write_synthetic_dataset(args.out, spec, seed=args.seed)
     for split, path in paths.items():
@@ -93,6 +137,25 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="write the result JSON here")
     ev.add_argument("overrides", nargs="*")
     ev.set_defaults(func=cmd_eval)
+    prm = sub.add_parser("prm", help="process reward model: Monte-Carlo step labels, training")
+    prm_sub = prm.add_subparsers(dest="prm_command", required=True)
+    label = prm_sub.add_parser("label", help="sample responses with prm.label.policy and label their steps")
+    label.add_argument("--config", required=True)
+    label.add_argument("--out", required=True, help="step-label JSONL to write")
+    label.add_argument("overrides", nargs="*")
+    label.set_defaults(func=cmd_prm_label)
+    train = prm_sub.add_parser("train", help="train a PRM on step labels and save it as a directory")
+    train.add_argument("--config", required=True)
+    train.add_argument("--labels", required=True, help="step-label JSONL from `mstar prm label`")
+    train.add_argument("--out", required=True, help="PRM directory to write (use it as prm.path)")
+    train.add_argument("--backbone", help="policy checkpoint to start from (default: prm.label.policy or model.path)")
+    train.add_argument("overrides", nargs="*")
+    train.set_defaults(func=cmd_prm_train)
+    ablate = sub.add_parser("ablate", help="run the paper's comparison tables over several seeds")
+    ablate.add_argument("--spec", required=True, help="ablation spec YAML (see configs/ablate/)")
+    ablate.add_argument("--out", required=True, help="directory for the runs, ablation.json and ablation.md")
+    ablate.add_argument("--seeds", type=int, nargs="+", help="override the spec's seeds")
+    ablate.set_defaults(func=cmd_ablate)
     data = sub.add_parser("make-data", help="write the synthetic colour-grid task (LLaVA JSON + PNG)")
     data.add_argument("--out", required=True)
     data.add_argument("--seed", type=int, default=0)
@@ -100,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--labeled", type=int, default=2000)
     data.add_argument("--validation", type=int, default=100)
     data.add_argument("--test", type=int, default=300)
+    data.add_argument("--unlabeled", type=int, default=0, help="prompts for the unlabeled pool (0: no file)")
     data.set_defaults(func=cmd_make_data)
     model = sub.add_parser("make-model", help="build a tiny random-weight Qwen2-VL with its own tokenizer")
     model.add_argument("--out", required=True)

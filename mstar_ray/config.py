@@ -50,6 +50,34 @@ class SelectionRule(str, Enum):
 
     RANDOM_K = "random_k"
     ALL_CORRECT = "all_correct"
+    PRM_TOP_K = "prm_top_k"
+    PRM_THRESHOLD = "prm_threshold"
+
+
+PRM_RULES = (SelectionRule.PRM_TOP_K, SelectionRule.PRM_THRESHOLD)
+
+
+class ScoreAggregation(str, Enum):
+    """How a response's step scores combine into one score (RECIPE.md, PRM: minimum by default)."""
+
+    MIN = "min"
+    MEAN = "mean"
+    LAST = "last"
+    PRODUCT = "product"
+
+
+class LabelKind(str, Enum):
+    """Monte-Carlo step labels: share of completions reaching the answer (soft) or whether any does (hard)."""
+
+    SOFT = "soft"
+    HARD = "hard"
+
+
+class TemperatureCriterion(str, Enum):
+    """What the automatic temperature search maximises on the validation set."""
+
+    REWARD_PASS_AT_2 = "reward_pass_at_2"
+    PASS_AT_K = "pass_at_k"
 
 
 class RunConfig(Section):
@@ -86,6 +114,8 @@ class DataConfig(Section):
     """Held-out prompts evaluated before and after training."""
     seed_cot: str | None = None
     """Gold chain-of-thought examples for the seed SFT stage."""
+    unlabeled: str | None = None
+    """Prompts whose answers are ignored; pseudo-labelled by PRM-weighted voting when loop.mixin_unlabeled is on."""
     image_root: str | None = None
     """Folder image paths are relative to (default: each file's folder)."""
     on_bad_row: OnBadRow = Field(default=OnBadRow.SKIP, strict=False)
@@ -109,6 +139,12 @@ class ResourcesConfig(Section):
     """Logical CPUs reserved per trainer rank."""
     gpus_per_trainer: float = Field(default=0.0, ge=0)
     """GPUs per trainer rank (0: CPU and gloo; otherwise NCCL)."""
+    prm_workers: int = Field(default=1, ge=1)
+    """PRM scoring actors (started only when prm.enabled)."""
+    cpus_per_prm_worker: float = Field(default=1.0, gt=0)
+    """Logical CPUs reserved per PRM actor."""
+    gpus_per_prm_worker: float = Field(default=0.0, ge=0)
+    """GPUs per PRM actor (0: CPU)."""
     torch_threads: int = Field(default=0, ge=0)
     """Torch threads per CPU actor (0: its CPU reservation rounded up; more can pay, as phases alternate)."""
 
@@ -174,18 +210,81 @@ class WarmupConfig(Section):
 class LoopConfig(Section):
     mode: TrainingMode = Field(default=TrainingMode.CONTINUOUS, strict=False)
     """continuous (M-STaR), iterative_rft or rest_em."""
-    iterations: int = Field(default=4, ge=1)
-    """Self-evolving iterations."""
+    iterations: int = Field(default=4, ge=0)
+    """Self-evolving iterations (0: only the pre-evolution stages, PRM and test evaluation)."""
     interval: float = Field(default=0.25, gt=0, le=1)
     """Share of the labeled prompts traversed per iteration."""
     selection: SelectionRule = Field(default=SelectionRule.RANDOM_K, strict=False)
     """Rule choosing training responses among correct ones."""
     top_k: int = Field(default=2, ge=1)
-    """Responses kept per prompt by the selection rule."""
+    """Responses kept per prompt by the selection rule (random_k, prm_top_k; the cap of prm_threshold)."""
+    score_threshold: float = Field(default=0.5, ge=0, le=1)
+    """prm_threshold keeps correct responses whose PRM score is above this (alpha)."""
+    mixin_unlabeled: bool = False
+    """Add data.unlabeled prompts with PRM-weighted-vote pseudo-labels (the paper's prompt variation; off)."""
+    mixin_after: float = Field(default=0.5, ge=0, le=1)
+    """T_mixin: share of the iterations after which unlabeled prompts are mixed in."""
     eval_every: int = Field(default=1, ge=0)
     """Evaluate on validation every N iterations (0: never during the loop)."""
     eval_test: bool = True
     """Evaluate the pre-evolved and final model on data.test."""
+
+
+class PRMLabelConfig(Section):
+    policy: str | None = None
+    """Policy checkpoint that samples the responses to label (null: the pre-evolved model in `mstar run`,
+    model.path in `mstar prm label`)."""
+    prompts: int = Field(default=200, ge=1)
+    """Labeled prompts to sample responses for."""
+    responses_per_prompt: int = Field(default=4, ge=1)
+    """Responses sampled per prompt; each is split into steps and labelled."""
+    completions_per_step: int = Field(default=4, ge=1)
+    """N: Monte-Carlo completions sampled from every step prefix."""
+    kind: LabelKind = Field(default=LabelKind.SOFT, strict=False)
+    """Soft (share of completions correct) or hard (any completion correct) step labels."""
+    temperature: float = Field(default=1.0, gt=0)
+    """Sampling temperature of responses and completions."""
+
+
+class PRMTrainConfig(Section):
+    lr: float = Field(default=1e-5, gt=0)
+    """Learning rate of PRM training."""
+    epochs: int = Field(default=2, ge=1)
+    """Passes over the labelled responses."""
+    micro_batch_size: int = Field(default=8, ge=1)
+    """Responses per forward pass per rank."""
+    freeze_vision: bool = True
+    """Keep the vision tower's weights fixed."""
+    trainer_ranks: int = Field(default=1, ge=1)
+    """DeepSpeed ranks training the PRM (resources.cpus_per_trainer / gpus_per_trainer each)."""
+
+
+class PRMConfig(Section):
+    enabled: bool = False
+    """Use a process reward model: PRM selection rules, Reward-Pass@2 and the automatic temperature need it."""
+    path: str | None = None
+    """Trained PRM directory (`mstar prm train`); null: `mstar run` labels and trains one after pre-evolution."""
+    labels: str | None = None
+    """Step-label JSONL to train on when prm.path is null (null: label with prm.label settings)."""
+    aggregation: ScoreAggregation = Field(default=ScoreAggregation.MIN, strict=False)
+    """Response score from step scores: min (paper), mean, last or product."""
+    batch_size: int = Field(default=32, ge=1)
+    """Responses per PRM forward pass."""
+    label: PRMLabelConfig = PRMLabelConfig()
+    train: PRMTrainConfig = PRMTrainConfig()
+
+
+class TemperatureConfig(Section):
+    auto: bool = False
+    """Search the sampling temperature on the validation set every `every` iterations (M-STaR)."""
+    every: int = Field(default=2, ge=1)
+    """Iterations between searches; the first runs before iteration 1."""
+    grid: list[float] = [round(0.3 + 0.1 * i, 1) for i in range(14)]
+    """Temperatures tried (paper: 0.3 to 1.6 by 0.1)."""
+    criterion: TemperatureCriterion = Field(default=TemperatureCriterion.REWARD_PASS_AT_2, strict=False)
+    """Maximise Reward-Pass@2 (M-STaR) or Pass@K (the paper's ablation)."""
+    prompts: int | None = Field(default=None, ge=1)
+    """Validation prompts used per temperature (null: all of them)."""
 
 
 class CheckpointConfig(Section):
@@ -208,6 +307,8 @@ class MStarConfig(Section):
     seed_sft: SeedSFTConfig = SeedSFTConfig()
     warmup: WarmupConfig = WarmupConfig()
     loop: LoopConfig = LoopConfig()
+    prm: PRMConfig = PRMConfig()
+    temperature: TemperatureConfig = TemperatureConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
 
     @model_validator(mode="after")
@@ -218,6 +319,23 @@ class MStarConfig(Section):
                 f"loop.top_k ({self.loop.top_k}) is larger than rollout.samples_per_prompt "
                 f"({self.rollout.samples_per_prompt}): cannot keep more responses than are sampled"
             )
+        needs_prm = [
+            ("loop.selection", self.loop.selection in PRM_RULES),
+            (
+                "temperature.auto with criterion reward_pass_at_2",
+                self.temperature.auto and self.temperature.criterion == TemperatureCriterion.REWARD_PASS_AT_2,
+            ),
+            ("loop.mixin_unlabeled", self.loop.mixin_unlabeled),
+        ]
+        for key, needed in needs_prm:
+            if needed and not self.prm.enabled:
+                raise ValueError(f"{key} needs a process reward model: set prm.enabled=true")
+        if self.loop.mixin_unlabeled and not self.data.unlabeled:
+            raise ValueError("loop.mixin_unlabeled is true but data.unlabeled is not set")
+        if self.temperature.auto and not self.temperature.grid:
+            raise ValueError("temperature.grid is empty: list the temperatures to try")
+        if any(t <= 0 for t in self.temperature.grid):
+            raise ValueError("temperature.grid: temperatures must be above 0 (greedy is measured separately)")
         if self.seed_sft.enabled and not self.data.seed_cot:
             raise ValueError("seed_sft.enabled is true but data.seed_cot is not set")
         if self.loop.eval_test is True and self.data.test is None:
@@ -233,12 +351,20 @@ class MStarConfig(Section):
 
 
 def required_resources(cfg: MStarConfig, with_trainers: bool = True) -> dict[str, float]:
-    """Logical CPUs and GPUs the actors of a run reserve."""
-    r = cfg.resources
+    """Logical CPUs and GPUs the actors of a run reserve at their peak.
+
+    PRM actors start after the PRM trainer ranks (training a PRM inside `mstar run`) are gone, so the larger of
+    the two counts.
+    """
+    r, prm = cfg.resources, cfg.prm
     ranks = r.trainer_ranks if with_trainers else 0
+    prm_scorers = r.prm_workers if prm.enabled else 0
+    prm_trainers = prm.train.trainer_ranks if with_trainers and prm.enabled and prm.path is None else 0
     return {
-        "CPU": r.rollout_workers * r.cpus_per_rollout_worker + ranks * r.cpus_per_trainer,
-        "GPU": r.rollout_workers * r.gpus_per_rollout_worker + ranks * r.gpus_per_trainer,
+        resource: r.rollout_workers * getattr(r, f"{unit}_per_rollout_worker")
+        + ranks * getattr(r, f"{unit}_per_trainer")
+        + max(prm_scorers * getattr(r, f"{unit}_per_prm_worker"), prm_trainers * getattr(r, f"{unit}_per_trainer"))
+        for resource, unit in (("CPU", "cpus"), ("GPU", "gpus"))
     }
 
 
@@ -249,9 +375,10 @@ def check_fits(cfg: MStarConfig, available: dict[str, float], with_trainers: boo
         have = available.get(resource, 0.0)
         if need > have + 1e-9:
             unit = resource.lower() + "s"
+            prm = f" + prm_workers={r.prm_workers} x {unit}_per_prm_worker" if cfg.prm.enabled else ""
             raise ConfigError(
                 f"resources: the run needs {need:g} {resource} (rollout_workers={r.rollout_workers} x "
-                f"{unit}_per_rollout_worker + trainer_ranks={r.trainer_ranks} x {unit}_per_trainer) "
+                f"{unit}_per_rollout_worker + trainer_ranks={r.trainer_ranks} x {unit}_per_trainer{prm}) "
                 f"but the cluster has {have:g}"
             )
 

@@ -32,10 +32,14 @@ def prompt_text(processor: ProcessorMixin, question: str) -> str:
     return processor.apply_chat_template(chat_messages(question), add_generation_prompt=True, tokenize=False)
 
 
-def generation_inputs(processor: ProcessorMixin, prompts: Sequence[Prompt]) -> BatchFeature:
-    """Left-padded batch of prompts with their images, ready for `generate`."""
+def generation_inputs(
+    processor: ProcessorMixin, prompts: Sequence[Prompt], prefixes: Sequence[str] | None = None
+) -> BatchFeature:
+    """Left-padded batch of prompts with their images, ready for `generate`; each may start a response prefix."""
     processor.tokenizer.padding_side = "left"
     texts = [prompt_text(processor, p.question) for p in prompts]
+    if prefixes is not None:
+        texts = [text + prefix for text, prefix in zip(texts, prefixes, strict=True)]
     images = [load_image(p.image_path) for p in prompts]
     return processor(text=texts, images=images, padding=True, return_tensors="pt")
 

@@ -69,17 +69,23 @@ def _image_problem(path: Path, check_image: bool) -> str | None:
     return None
 
 
-def parse_row(row: object, image_root: Path, check_image: bool = True) -> Prompt | str:
-    """A `Prompt` from one row, or the reason the row is unusable."""
+def parse_row(row: object, image_root: Path, check_image: bool = True, require_answer: bool = True) -> Prompt | str:
+    """A `Prompt` from one row, or the reason the row is unusable.
+
+    Without `require_answer` (unlabeled prompts) a row may have the human turn only; its answer is then "".
+    """
     if isinstance(row, _MalformedLine):
         return "malformed JSON line"
     if not isinstance(row, dict):
         return "row is not an object"
     turns = row.get("conversations")
-    if not isinstance(turns, list) or len(turns) < 2 or not all(isinstance(t, dict) for t in turns[:2]):
+    needed = 2 if require_answer else 1
+    if not isinstance(turns, list) or len(turns) < needed or not all(isinstance(t, dict) for t in turns[:2]):
         return "no conversations"
-    human, gpt = turns[0].get("value"), turns[1].get("value")
-    if not isinstance(human, str) or not isinstance(gpt, str) or not human.strip() or not gpt.strip():
+    human, gpt = turns[0].get("value"), turns[1].get("value") if len(turns) > 1 else ""
+    if not isinstance(human, str) or not isinstance(gpt, str) or not human.strip():
+        return "empty question or answer"
+    if require_answer and not gpt.strip():
         return "empty question or answer"
     if not isinstance(row.get("image"), str):
         return "no image field"
@@ -87,8 +93,8 @@ def parse_row(row: object, image_root: Path, check_image: bool = True) -> Prompt
     problem = _image_problem(image_path, check_image)
     if problem:
         return problem
-    answer = extract_answer(gpt) if "# Answer" in gpt else gpt.strip()
-    if not answer:
+    answer = (extract_answer(gpt) or "") if "# Answer" in gpt else gpt.strip()
+    if require_answer and not answer:
         return "no final answer"
     question = human.replace("<image>\n", "").replace("<image>", "").strip()
     reference = gpt if "# Answer" in gpt else ""
@@ -100,6 +106,7 @@ def load_prompts(
     image_root: str | Path | None = None,
     on_bad_row: OnBadRow = OnBadRow.SKIP,
     check_images: bool = True,
+    require_answer: bool = True,
 ) -> tuple[list[Prompt], LoadReport]:
     """Usable prompts of a LLaVA-style JSON/JSONL file; images resolve against `image_root` (default: its folder)."""
     path = Path(path)
@@ -109,7 +116,7 @@ def load_prompts(
     report = LoadReport(str(path))
     prompts: list[Prompt] = []
     for index, row in enumerate(_read_rows(path)):
-        result = parse_row(row, root, check_images)
+        result = parse_row(row, root, check_images, require_answer)
         if isinstance(result, Prompt):
             prompts.append(result)
             continue

@@ -5,7 +5,7 @@ frequent (multiple choice), or how many more cells the most frequent colour has 
 They can only be answered by reading the image, take four or five steps (count each colour, then combine),
 and have rule-checkable answers. Gold responses use the paper's step format (steps separated by a blank line,
 then a `# Answer` section). Splits: `seed.json` (gold chain of thought), `labeled.json` (answer only),
-`validation.json` and `test.json`, with the PNGs under `images/`.
+`validation.json`, `test.json` and optionally `unlabeled.json`, with the PNGs under `images/`.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class TaskSpec:
     labeled_size: int = 2000
     validation_size: int = 100
     test_size: int = 300
+    unlabeled_size: int = 0  # prompts for the unlabeled pool (written with answers, which the loop ignores)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,8 @@ def write_synthetic_dataset(out_dir: str | Path, spec: TaskSpec | None = None, s
     rng = random.Random(seed)
     sizes = {"seed": spec.seed_size, "labeled": spec.labeled_size, "validation": spec.validation_size}
     sizes["test"] = spec.test_size
+    if spec.unlabeled_size:  # drawn after the other splits, so adding it leaves them unchanged
+        sizes["unlabeled"] = spec.unlabeled_size
     paths: dict[str, Path] = {}
     for split, size in sizes.items():
         rows = []

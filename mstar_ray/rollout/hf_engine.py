@@ -24,12 +24,20 @@ class TransformersRolloutEngine:
         self.weights_version = 0
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[PromptRollouts]:
-        """Sample `params.n` responses for each prompt (greedy when temperature is 0)."""
+    def generate(
+        self, prompts: Sequence[Prompt], params: SamplingParams, prefixes: Sequence[str] | None = None
+    ) -> list[PromptRollouts]:
+        """Sample `params.n` responses for each prompt (greedy when temperature is 0).
+
+        With `prefixes`, each prompt's responses continue the given response prefix, and the sample texts include
+        it (the PRM's Monte-Carlo step labels complete partial responses this way).
+        """
         torch.manual_seed(params.seed)
+        prefixes = list(prefixes) if prefixes is not None else [""] * len(prompts)
         results: list[PromptRollouts] = []
         for start in range(0, len(prompts), self.batch_size):
-            results.extend(self._generate_batch(prompts[start : start + self.batch_size], params))
+            end = start + self.batch_size
+            results.extend(self._generate_batch(prompts[start:end], params, prefixes[start:end]))
         return results
 
     def _stop_token_ids(self) -> list[int]:
@@ -50,8 +58,10 @@ class TransformersRolloutEngine:
             **sampling,
         )
 
-    def _generate_batch(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[PromptRollouts]:
-        inputs = generation_inputs(self.processor, prompts).to(self.device)
+    def _generate_batch(
+        self, prompts: Sequence[Prompt], params: SamplingParams, prefixes: Sequence[str]
+    ) -> list[PromptRollouts]:
+        inputs = generation_inputs(self.processor, prompts, prefixes).to(self.device)
         output = self.model.generate(**inputs, generation_config=self._generation_config(params))
         new_tokens = output[:, inputs["input_ids"].shape[1] :]  # (B * n, T_new)
         is_stop = torch.isin(new_tokens, torch.tensor(self._stop_token_ids(), device=new_tokens.device))
@@ -62,7 +72,8 @@ class TransformersRolloutEngine:
         for i, prompt in enumerate(prompts):
             rows = range(i * params.n, (i + 1) * params.n)
             samples = [
-                Sample(prompt.id, texts[r], int(lengths[r]), bool(finished[r]), self.weights_version) for r in rows
+                Sample(prompt.id, prefixes[i] + texts[r], int(lengths[r]), bool(finished[r]), self.weights_version)
+                for r in rows
             ]
             results.append(PromptRollouts(prompt, samples))
         return results

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from mstar_ray.encoding import collate, encode_example
+from mstar_ray.encoding import IGNORE_INDEX, collate, encode_example
 from mstar_ray.records import TrainExample
 
 
@@ -52,9 +52,10 @@ class TrainStats:
     micro_batches: int
     optimizer_steps: int
     mean_loss: float
-    response_tokens: int
+    response_tokens: int  # supervised targets: response tokens (policy) or steps (PRM)
     steps_in_stage: int  # optimizer steps since the stage started (carries across calls in continuous mode)
     learning_rate: float  # after the last step
+    epoch_losses: list[float]  # mean loss of each pass over the shard
 
 
 def lr_multiplier(step: int, warmup_steps: int, decay_steps: int) -> float:
@@ -112,7 +113,10 @@ def deepspeed_config(optim: OptimSpec, world_size: int, use_gpu: bool, dtype: st
 
 
 class SFTTrainer:
-    """A policy, its processor and a DeepSpeed engine on one rank."""
+    """A policy, its processor and a DeepSpeed engine on one rank.
+
+    Subclasses train other models on other examples (the PRM) by overriding `_load_model`, `_encode` and `_loss`.
+    """
 
     def __init__(self, model_path: str, dist: DistributedSpec, dtype: str = "float32") -> None:
         init_distributed(dist)
@@ -120,11 +124,22 @@ class SFTTrainer:
         self.dtype = dtype
         self.device = torch.device("cuda" if dist.use_gpu else "cpu")
         self.processor = AutoProcessor.from_pretrained(model_path)
-        self.model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(
-            self.device
-        )
+        self.model = self._load_model(model_path).to(self.device)
         self.engine = None
         self._base: dict[str, torch.Tensor] | None = None
+
+    def _load_model(self, model_path: str) -> torch.nn.Module:
+        return AutoModelForImageTextToText.from_pretrained(model_path, dtype=getattr(torch, self.dtype))
+
+    def _encode(self, example: TrainExample) -> dict[str, torch.Tensor]:
+        return encode_example(self.processor, example)
+
+    def _collate(self, batch: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return collate(batch, self.processor.tokenizer.pad_token_id)
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """Mean next-token loss on response tokens, and how many tokens it covers."""
+        return self.engine(**batch).loss, int((batch["labels"] != IGNORE_INDEX).sum())
 
     def snapshot_base(self) -> None:
         """Remember the current weights as the base that ReST-EM restarts from (a CPU copy on every rank)."""
@@ -164,30 +179,32 @@ class SFTTrainer:
         )
         self.optim = optim
 
-    def train(self, examples: Sequence[TrainExample], epochs: int = 1, seed: int = 0) -> TrainStats:
+    def train(self, examples: Sequence, epochs: int = 1, seed: int = 0) -> TrainStats:
         """Run `epochs` passes over this rank's shard; every rank must pass shards of equal length."""
         if self.engine is None:
             raise RuntimeError("start_stage must be called before train")
         self.engine.train()
-        pad_id = self.processor.tokenizer.pad_token_id
-        encoded = [encode_example(self.processor, ex) for ex in examples]
+        encoded = [self._encode(ex) for ex in examples]
         mb = self.optim.micro_batch_size
-        losses, tokens, micro = [], 0, 0
+        losses, epoch_losses, tokens, micro = [], [], 0, 0
         for epoch in range(epochs):
+            first = len(losses)
             order = list(range(len(encoded)))
             random.Random(seed * 1000 + epoch).shuffle(order)
             for start in range(0, len(order), mb):
-                batch = collate([encoded[i] for i in order[start : start + mb]], pad_id)
+                batch = self._collate([encoded[i] for i in order[start : start + mb]])
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                loss = self.engine(**batch).loss
+                loss, targets = self._loss(batch)
                 self.engine.backward(loss)
                 self.engine.step()
                 losses.append(float(loss.detach()))
-                tokens += int((batch["labels"] != -100).sum())
+                tokens += targets
                 micro += 1
+            epoch_losses.append(sum(losses[first:]) / max(1, len(losses) - first))
         mean = sum(losses) / max(1, len(losses))
         lr = float(self.engine.get_lr()[0])
-        return TrainStats(micro, micro // self.optim.grad_accum_steps, mean, tokens, self.steps_taken(), lr)
+        steps = micro // self.optim.grad_accum_steps
+        return TrainStats(micro, steps, mean, tokens, self.steps_taken(), lr, epoch_losses)
 
     def weights_checksum(self) -> float:
         """Sum of every parameter on this rank, to check that ZeRO 0-2 data-parallel ranks hold the same weights."""

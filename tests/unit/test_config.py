@@ -14,6 +14,7 @@ from mstar_ray.config import (
     check_fits,
     config_to_yaml,
     load_config,
+    required_resources,
 )
 
 BASE = ["model.path=/m", "data.labeled=l.json", "data.validation=v.json", "data.test=t.json"]
@@ -68,6 +69,12 @@ def test_missing_required_section_is_named() -> None:
         (["data.test=", "loop.eval_test=true"], r"loop\.eval_test .* data\.test"),
         (["ray.num_cpus=2", "resources.trainer_ranks=3"], r"resources: the run needs 4 CPU"),
         (["ray.address=auto", "ray.num_cpus=2"], r"ray\.num_cpus"),
+        (["loop.selection=prm_top_k"], r"loop\.selection needs a process reward model: set prm\.enabled=true"),
+        (["temperature.auto=true"], r"temperature\.auto .* needs a process reward model"),
+        (["prm.enabled=true", "loop.mixin_unlabeled=true"], r"loop\.mixin_unlabeled .* data\.unlabeled"),
+        (["prm.enabled=true", "temperature.auto=true", "temperature.grid=[]"], r"temperature\.grid is empty"),
+        (["temperature.grid=[0.0, 1.0]"], r"temperature\.grid: temperatures must be above 0"),
+        (["ray.num_cpus=2", "prm.enabled=true"], r"needs 3 CPU .*prm_workers=1 x cpus_per_prm_worker"),
     ],
 )
 def test_inconsistent_values_rejected(overrides: list[str], message: str) -> None:
@@ -80,6 +87,20 @@ def test_check_fits_against_cluster_resources() -> None:
     check_fits(cfg, {"CPU": 8, "GPU": 2})
     with pytest.raises(ConfigError, match=r"needs 2 GPU .* has 1"):
         check_fits(cfg, {"CPU": 8, "GPU": 1})
+
+
+def test_prm_actors_count_at_their_peak() -> None:
+    # PRM trainer ranks (training inside `mstar run`) are gone before the PRM scorers start: the larger counts.
+    prm = ["prm.enabled=true", "resources.cpus_per_prm_worker=2", "prm.train.trainer_ranks=3"]
+    assert required_resources(load_config(None, BASE + prm))["CPU"] == 1 + 1 + 3
+    assert required_resources(load_config(None, BASE + prm + ["prm.path=/p"]))["CPU"] == 1 + 1 + 2
+    assert required_resources(load_config(None, BASE + prm), with_trainers=False)["CPU"] == 1 + 2
+    assert required_resources(load_config(None, BASE))["CPU"] == 2
+
+
+def test_automatic_temperature_by_pass_at_k_needs_no_prm() -> None:
+    cfg = load_config(None, BASE + ["temperature.auto=true", "temperature.criterion=pass_at_k"])
+    assert cfg.temperature.grid[0] == 0.3 and cfg.temperature.grid[-1] == 1.6 and len(cfg.temperature.grid) == 14
 
 
 def test_malformed_override_and_top_level() -> None:

@@ -82,3 +82,14 @@ def test_missing_file_and_wrong_top_level(tmp_path: Path) -> None:
     (tmp_path / "obj.json").write_text(json.dumps({"rows": []}))
     with pytest.raises(BadRowError, match="JSON list"):
         load_prompts(tmp_path / "obj.json")
+
+
+def test_unlabeled_rows_need_no_answer(folder: Path) -> None:
+    question_only = {"id": "u0", "image": "img/ok.png", "conversations": [{"from": "human", "value": "<image>\nQ?"}]}
+    rows = [question_only, _row(1, "img/ok.png"), {"id": "u2", "image": "img/ok.png", "conversations": []}]
+    (folder / "u.json").write_text(json.dumps(rows))
+    prompts, report = load_prompts(folder / "u.json", require_answer=False)
+    assert [(p.id, p.answer) for p in prompts] == [("u0", ""), ("r1", "3")]
+    assert dict(report.skipped) == {"no conversations": 1}
+    labeled, report = load_prompts(folder / "u.json")
+    assert [p.id for p in labeled] == ["r1"] and dict(report.skipped) == {"no conversations": 2}

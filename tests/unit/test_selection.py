@@ -9,7 +9,7 @@ import pytest
 from mstar_ray.config import SelectionRule
 from mstar_ray.metrics import first_sample_accuracy, mark_correct, pass_at_k, sample_accuracy
 from mstar_ray.records import Prompt, PromptRollouts, Sample
-from mstar_ray.selection import SELECTION_RULES, select_training_examples
+from mstar_ray.selection import SELECTION_RULES, SelectionSpec, select_training_examples
 
 PROMPT = Prompt("p0", "How many red cells?", "/x.png", "3")
 
@@ -32,21 +32,32 @@ def test_random_k_picks_only_correct_and_at_most_k() -> None:
     group = _group([_resp("3", str(i)) for i in range(5)] + [_resp("4"), "no answer at all"])
     rng = random.Random(0)
     for k in (1, 2, 4):
-        picked = SELECTION_RULES[SelectionRule.RANDOM_K](group, k, rng)
+        picked = SELECTION_RULES[SelectionRule.RANDOM_K](group, SelectionSpec(SelectionRule.RANDOM_K, k), rng)
         assert len(picked) == k and all(s.correct for s in picked)
-    assert len(SELECTION_RULES[SelectionRule.RANDOM_K](group, 10, rng)) == 5
+    assert len(SELECTION_RULES[SelectionRule.RANDOM_K](group, SelectionSpec(SelectionRule.RANDOM_K, 10), rng)) == 5
 
 
 def test_random_k_is_random_over_correct_samples() -> None:
     group = _group([_resp("3", str(i)) for i in range(6)])
     rng = random.Random(1)
-    seen = {s.text for _ in range(50) for s in SELECTION_RULES[SelectionRule.RANDOM_K](group, 1, rng)}
+    seen = {
+        s.text
+        for _ in range(50)
+        for s in SELECTION_RULES[SelectionRule.RANDOM_K](group, SelectionSpec(SelectionRule.RANDOM_K, 1), rng)
+    }
     assert len(seen) == 6
 
 
 def test_all_correct_ignores_k() -> None:
     group = _group([_resp("3", "a"), _resp("3", "b"), _resp("2"), _resp("3", "c")])
-    assert len(SELECTION_RULES[SelectionRule.ALL_CORRECT](group, 1, random.Random(0))) == 3
+    assert (
+        len(
+            SELECTION_RULES[SelectionRule.ALL_CORRECT](
+                group, SelectionSpec(SelectionRule.ALL_CORRECT, 1), random.Random(0)
+            )
+        )
+        == 3
+    )
 
 
 def test_truncated_responses_are_never_correct() -> None:
@@ -58,20 +69,22 @@ def test_truncated_responses_are_never_correct() -> None:
 def test_random_k_draws_distinct_texts() -> None:
     group = _group([_resp("3")] * 6 + [_resp("3", "other")])
     for seed in range(20):
-        picked = SELECTION_RULES[SelectionRule.RANDOM_K](group, 2, random.Random(seed))
+        picked = SELECTION_RULES[SelectionRule.RANDOM_K](
+            group, SelectionSpec(SelectionRule.RANDOM_K, 2), random.Random(seed)
+        )
         assert sorted(s.text for s in picked) == sorted([_resp("3"), _resp("3", "other")])
 
 
 def test_no_correct_sample_gives_nothing() -> None:
     group = _group([_resp("5"), _resp("6")])
-    examples = select_training_examples([group], SelectionRule.RANDOM_K, 2, random.Random(0))
+    examples = select_training_examples([group], SelectionSpec(SelectionRule.RANDOM_K, 2), random.Random(0))
     assert examples == []
 
 
 def test_duplicates_are_kept_once_and_prompt_travels() -> None:
     other = Prompt("p1", "Which?\nChoices:\n(A) red\n(B) blue", "/y.png", "B")
     groups = [_group([_resp("3")] * 4), _group([_resp("B"), _resp("(B) blue", "x"), _resp("A")], other)]
-    examples = select_training_examples(groups, SelectionRule.ALL_CORRECT, 2, random.Random(0))
+    examples = select_training_examples(groups, SelectionSpec(SelectionRule.ALL_CORRECT, 2), random.Random(0))
     assert [(e.prompt.id, e.response) for e in examples] == [
         ("p0", _resp("3")),
         ("p1", _resp("B")),

@@ -1,0 +1,25 @@
+"""PRM actor: scores responses with one process reward model copy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ray
+
+from actors.threads import set_torch_threads
+from mstar_ray.prm.scorer import PRMScorer
+from mstar_ray.records import Prompt
+
+
+@ray.remote
+class PRMWorker:
+    """Returns per-step scores for (prompt, response) pairs."""
+
+    def __init__(
+        self, prm_path: str, dtype: str, use_gpu: bool, batch_size: int, torch_threads: int, cpus: float
+    ) -> None:
+        set_torch_threads(torch_threads, cpus)
+        self.scorer = PRMScorer(prm_path, dtype, "cuda" if use_gpu else "cpu", batch_size)
+
+    def score(self, items: Sequence[tuple[Prompt, str]]) -> list[list[float]]:
+        return self.scorer.score(items)
