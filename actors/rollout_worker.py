@@ -18,10 +18,10 @@ class RolloutWorker:
     """Samples responses and receives weights from trainer rank 0."""
 
     def __init__(
-        self, model_path: str, dtype: str, use_gpu: bool, batch_size: int, torch_threads: int, cpus: float
+        self, model_path: str, dtype: str, use_gpu: bool, sequences_per_call: int, torch_threads: int, cpus: float
     ) -> None:
         set_torch_threads(torch_threads, cpus)
-        self.engine = TransformersRolloutEngine(model_path, dtype, "cuda" if use_gpu else "cpu", batch_size)
+        self.engine = TransformersRolloutEngine(model_path, dtype, "cuda" if use_gpu else "cpu", sequences_per_call)
 
     def generate(
         self, prompts: Sequence[Prompt], params: SamplingParams, prefixes: Sequence[str] | None = None

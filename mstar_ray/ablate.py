@@ -1,9 +1,9 @@
 """`mstar ablate`: the paper's comparison tables on one task, each cell a mean and spread over run seeds.
 
 Per seed, one base run builds what every variant shares (seed SFT / warm-up, the PRM, the pre-evolved test score);
-then each variant is its own `mstar run` process starting from that pre-evolved checkpoint and PRM. Finished runs
-(a `summary.json` exists) are reused, so an interrupted ablation continues where it stopped, and a variant that
-appears in several tables (the same resolved config) runs once.
+then each variant is its own `mstar run` process starting from that pre-evolved checkpoint and PRM. Runs are
+named by a fingerprint of their resolved config and reused when finished (a `summary.json` exists), so an
+interrupted ablation continues where it stopped and a variant that appears in several tables runs once.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import statistics
 import subprocess
 import sys
@@ -67,15 +66,18 @@ def load_spec(path: str | Path) -> AblationSpec:
         raise ConfigError(f"{path}: invalid ablation spec:\n{err}") from None
     for table in spec.tables:
         for row in table.rows:
+            where = f"{path}: table {table.title!r}, row {row.name!r}"
+            if not row.evolve and row.overrides:
+                raise ConfigError(
+                    f"{where}: a row with evolve: false reports the pre-evolved model; drop its overrides"
+                )
             try:
-                load_config(spec.config, spec.overrides + table.overrides + row.overrides)
+                cfg = load_config(spec.config, spec.overrides + table.overrides + row.overrides)
             except ConfigError as err:
-                raise ConfigError(f"{path}: table {table.title!r}, row {row.name!r}: {err}") from None
+                raise ConfigError(f"{where}: {err}") from None
+            if not cfg.loop.eval_test:
+                raise ConfigError(f"{where}: the tables report the test split; set data.test and loop.eval_test=true")
     return spec
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def run_key(config: str, overrides: list[str]) -> str:
@@ -89,7 +91,7 @@ class Ablation:
     def __init__(self, spec: AblationSpec, out_dir: str | Path) -> None:
         self.spec, self.out = spec, Path(out_dir).resolve()
 
-    def _run(self, name: str, overrides: list[str]) -> dict:
+    def _run(self, name: str, overrides: list[str], label: str) -> dict:
         run_dir = self.out / name
         summary_path = run_dir / "summary.json"
         if summary_path.is_file():
@@ -97,7 +99,7 @@ class Ablation:
         args = [f"run.output_dir={self.out}", f"run.name={name}", "run.overwrite=true", *overrides]
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         log_path = self.out / f"{name}.log"
-        log.info("ablation run %s (log: %s)", name, log_path)
+        log.info("ablation run %s: %s (log: %s)", name, label, log_path)
         start = time.perf_counter()
         with log_path.open("w") as out:
             cmd = [sys.executable, "-m", "mstar_ray", "run", "--config", self.spec.config, *args]
@@ -109,9 +111,9 @@ class Ablation:
 
     def base(self, seed: int) -> tuple[Path, dict]:
         """The seed's shared pre-evolved model and PRM (a run with no iterations)."""
-        name = f"seed{seed}/base"
-        summary = self._run(name, [f"run.seed={seed}", *self.spec.overrides, "loop.iterations=0"])
-        return self.out / name, summary
+        overrides = [f"run.seed={seed}", *self.spec.overrides, "loop.iterations=0"]
+        name = f"seed{seed}/base-{run_key(self.spec.config, overrides)}"  # a changed spec builds a new base
+        return self.out / name, self._run(name, overrides, "pre-evolved model and PRM")
 
     def variant(self, seed: int, base_dir: Path, table: AblationTable, row: AblationRow) -> dict:
         shared = [
@@ -123,7 +125,7 @@ class Ablation:
         if prm_dir.is_dir():
             shared.append(f"prm.path={prm_dir}")
         overrides = [f"run.seed={seed}", *self.spec.overrides, *shared, *table.overrides, *row.overrides]
-        return self._run(f"seed{seed}/{slug(row.name)}-{run_key(self.spec.config, overrides)}", overrides)
+        return self._run(f"seed{seed}/{run_key(self.spec.config, overrides)}", overrides, row.name)
 
     def run(self) -> dict:
         """Every base and variant run; returns the results written to ablation.json."""

@@ -37,7 +37,7 @@ _MATH_VERIFY_TIMEOUT_S = 5
 # Sympy on adversarial input can be very slow; refuse to hand it huge strings.
 _MATH_MAX_CHARS = 500
 
-_HEADING_RE = re.compile(r"(?im)^[ \t]*#{1,6}[ \t]*(?:final[ \t]+)?answer\b[ \t]*:?[ \t]*(.*)$")
+ANSWER_HEADING_RE = re.compile(r"(?im)^[ \t]*#{1,6}[ \t]*(?:final[ \t]+)?answer\b[ \t]*:?[ \t]*(.*)$")
 _PREFIX_RE = re.compile(
     r"(?i)^(?:(?:so|therefore|thus),?\s+)?(?:the\s+)?(?:final\s+|correct\s+)?"
     r"(?:answer|option|choice)\b(?:\s+is)?\s*:?\s*"
@@ -96,7 +96,7 @@ def _clean(text: str) -> str:
 
 def extract_answer(response: str) -> str | None:
     """The text of the final '# Answer' section (the last one), stripped; None when missing or empty."""
-    headings = list(_HEADING_RE.finditer(response or ""))
+    headings = list(ANSWER_HEADING_RE.finditer(response or ""))
     if not headings:
         return None
     last = headings[-1]

@@ -81,7 +81,7 @@ def cmd_prm_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     examples = read_step_labels(args.labels)
-    connect_ray(cfg)
+    connect_ray(cfg, prm_training_only=True)
     backbone = args.backbone or cfg.prm.label.policy or cfg.model.path
     report = train_prm(cfg, examples, backbone, args.out, str(args.labels))
     print(json.dumps(report, indent=2))

@@ -162,8 +162,8 @@ class RolloutConfig(Section):
     """Top-k sampling filter (0: off)."""
     max_new_tokens: int = Field(default=512, ge=1)
     """Longest response."""
-    batch_size: int = Field(default=32, ge=1)
-    """Prompts per generate call inside a worker."""
+    sequences_per_call: int = Field(default=256, ge=1)
+    """Sequences (prompts x samples per prompt, whole prompts) per generate call inside a worker."""
 
 
 class TrainConfig(Section):
@@ -375,11 +375,26 @@ def check_fits(cfg: MStarConfig, available: dict[str, float], with_trainers: boo
         have = available.get(resource, 0.0)
         if need > have + 1e-9:
             unit = resource.lower() + "s"
-            prm = f" + prm_workers={r.prm_workers} x {unit}_per_prm_worker" if cfg.prm.enabled else ""
+            prm = ""
+            if cfg.prm.enabled:
+                prm = f" + the larger of prm_workers={r.prm_workers} x {unit}_per_prm_worker"
+                prm += f" and prm.train.trainer_ranks={cfg.prm.train.trainer_ranks} x {unit}_per_trainer"
             raise ConfigError(
                 f"resources: the run needs {need:g} {resource} (rollout_workers={r.rollout_workers} x "
                 f"{unit}_per_rollout_worker + trainer_ranks={r.trainer_ranks} x {unit}_per_trainer{prm}) "
                 f"but the cluster has {have:g}"
+            )
+
+
+def check_prm_training_fits(cfg: MStarConfig, available: dict[str, float]) -> None:
+    """For `mstar prm train`, which starts only the PRM trainer ranks."""
+    ranks, r = cfg.prm.train.trainer_ranks, cfg.resources
+    for resource, per_rank in (("CPU", r.cpus_per_trainer), ("GPU", r.gpus_per_trainer)):
+        need, have = ranks * per_rank, available.get(resource, 0.0)
+        if need > have + 1e-9:
+            raise ConfigError(
+                f"prm.train.trainer_ranks={ranks} x resources.{resource.lower()}s_per_trainer={per_rank:g} needs "
+                f"{need:g} {resource} but the cluster has {have:g}"
             )
 
 

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 import ray
 
 from mstar_ray import stages
-from mstar_ray.config import PRM_RULES, ConfigError, MStarConfig, TrainingMode, check_fits
+from mstar_ray.config import (
+    PRM_RULES,
+    ConfigError,
+    MStarConfig,
+    TrainingMode,
+    check_fits,
+    check_prm_training_fits,
+)
 from mstar_ray.data.llava import load_prompts
 from mstar_ray.evaluation import EvalResult, evaluate
 from mstar_ray.groups import PRMGroup, RolloutGroup, TrainerGroup
@@ -103,14 +110,17 @@ class PhaseTimer:
             self.seconds[phase] = round(time.perf_counter() - start, 3)
 
 
-def connect_ray(cfg: MStarConfig, with_trainers: bool = True) -> None:
+def connect_ray(cfg: MStarConfig, with_trainers: bool = True, prm_training_only: bool = False) -> None:
     """Join the configured cluster or start Ray in this process, then check the actors fit."""
     if not ray.is_initialized():
         if cfg.ray.address:
             ray.init(address=cfg.ray.address)
         else:  # a single-node Ray inside this process: keep it on loopback
             ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
-    check_fits(cfg, ray.cluster_resources(), with_trainers)
+    if prm_training_only:
+        check_prm_training_fits(cfg, ray.cluster_resources())
+    else:
+        check_fits(cfg, ray.cluster_resources(), with_trainers)
 
 
 class MStarRun:

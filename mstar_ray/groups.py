@@ -42,7 +42,7 @@ class RolloutGroup:
                 model_path,
                 cfg.model.dtype,
                 r.gpus_per_rollout_worker > 0,
-                cfg.rollout.batch_size,
+                cfg.rollout.sequences_per_call,
                 r.torch_threads,
                 r.cpus_per_rollout_worker,
             )

@@ -1,7 +1,7 @@
 """The PRM: a VLM backbone (the policy's architecture, without its LM head) and a value head read at step ends.
 
-Each step of a response is tokenized on its own, so the token that ends a step is known exactly, whatever the
-tokenizer would merge across a step boundary. Training and scoring encode responses the same way.
+Each step of a response (with its separator) is tokenized on its own, so the token that ends a step is known
+exactly, whatever the tokenizer would merge across a step boundary. Training and scoring encode responses the same way.
 """
 
 from __future__ import annotations
@@ -84,8 +84,10 @@ class ProcessRewardModel(torch.nn.Module):
 
 
 def encode_steps(processor: ProcessorMixin, prompt: Prompt, steps: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Prompt (with image) and the steps as one sequence; `step_ends` holds the position of each step's last token."""
-    features = processor(text=[prompt_text(processor, prompt.question)], images=[load_image(prompt.image_path)])
+    """Prompt (with image) and the steps as one sequence; `step_ends` holds where each step is read: its last
+    token, which for every step but the final one is the blank-line separator that ends it."""
+    image = load_image(prompt.image_path)
+    features = processor(text=[prompt_text(processor, prompt.question)], images=[image], return_tensors="pt")
     encoded = {k: torch.as_tensor(v) for k, v in features.items() if k in TEXT_KEYS or torch.is_tensor(v)}
     tokenizer = processor.tokenizer
     pieces, ends, length = [], [], encoded["input_ids"].shape[-1]

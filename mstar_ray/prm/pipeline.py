@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,12 +32,13 @@ def label_prompts(cfg: MStarConfig, generator: Generator, labeled: Sequence[Prom
         seed=cfg.run.seed * 7919 + 17,
     )
     labeling = LabelingSpec(spec.responses_per_prompt, spec.completions_per_step, spec.kind, sampling)
-    examples = label_steps(generator, labeled[: spec.prompts], labeling)
+    chosen = random.Random(cfg.run.seed).sample(list(labeled), min(spec.prompts, len(labeled)))  # files may be sorted
+    examples = label_steps(generator, chosen, labeling)
     write_step_labels(out, examples, spec.kind)
     steps = [v for ex in examples for v in ex.labels]
     report = {
         "path": str(out),
-        "prompts": min(spec.prompts, len(labeled)),
+        "prompts": len(chosen),
         "responses": len(examples),
         "steps": len(steps),
         "mean_step_label": sum(steps) / len(steps),
@@ -72,7 +74,8 @@ def train_prm(
     report = {
         "path": str(out_dir),
         "responses": len(examples),
-        "steps": sum(s.response_tokens for s in stats),
+        "steps": sum(len(ex.labels) for ex in examples),
+        "step_updates": sum(s.response_tokens for s in stats),  # over epochs, with the shards' padding repeats
         "optimizer_steps": stats[0].optimizer_steps,
         "epoch_losses": epoch_losses,
         "seconds": round(time.perf_counter() - start, 1),

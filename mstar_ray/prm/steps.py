@@ -5,22 +5,23 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from mstar_ray.answers import ANSWER_HEADING_RE
 from mstar_ray.config import ScoreAggregation
 
 STEP_SEPARATOR = "\n\n"
-ANSWER_HEADER = "# Answer"
 
 
 def split_steps(response: str) -> list[str]:
-    """The response's steps; the `# Answer` section stays with the last reasoning step, so it is scored too."""
-    chunks = [c.strip() for c in response.split(STEP_SEPARATOR) if c.strip()]
-    if not chunks:
-        return [response.strip()]
-    answer_at = next((i for i, c in enumerate(chunks) if c.startswith(ANSWER_HEADER)), None)
-    if answer_at is None:
-        return chunks
-    head = max(answer_at - 1, 0)
-    return chunks[:head] + [STEP_SEPARATOR.join(chunks[head:])]
+    """The response's steps; the answer section (found as the verifier finds it) joins the last reasoning step,
+    so it is scored too. Steps are stripped and rejoined with a blank line, whatever separated them."""
+    headings = list(ANSWER_HEADING_RE.finditer(response))
+    body, answer = response, ""
+    if headings:
+        body, answer = response[: headings[-1].start()], response[headings[-1].start() :].strip()
+    steps = [c.strip() for c in body.split(STEP_SEPARATOR) if c.strip()]
+    if answer:
+        steps = steps[:-1] + [STEP_SEPARATOR.join(steps[-1:] + [answer])]
+    return steps or [response.strip()]
 
 
 def step_prefixes(steps: Sequence[str]) -> list[str]:

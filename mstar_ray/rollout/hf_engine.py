@@ -15,12 +15,14 @@ from mstar_ray.rollout.sampling import SamplingParams
 class TransformersRolloutEngine:
     """Holds one policy copy and samples responses from it."""
 
-    def __init__(self, model_path: str, dtype: str = "float32", device: str = "cpu", batch_size: int = 32) -> None:
+    def __init__(
+        self, model_path: str, dtype: str = "float32", device: str = "cpu", sequences_per_call: int = 256
+    ) -> None:
         self.processor = AutoProcessor.from_pretrained(model_path)
         self.model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(device)
         self.model.eval()
         self.device = device
-        self.batch_size = batch_size
+        self.sequences_per_call = sequences_per_call
         self.weights_version = 0
 
     @torch.no_grad()
@@ -35,8 +37,10 @@ class TransformersRolloutEngine:
         torch.manual_seed(params.seed)
         prefixes = list(prefixes) if prefixes is not None else [""] * len(prompts)
         results: list[PromptRollouts] = []
-        for start in range(0, len(prompts), self.batch_size):
-            end = start + self.batch_size
+        # Whole prompts per call, as many as fill the sequence budget: per-step overhead favours wide batches.
+        per_call = max(1, self.sequences_per_call // params.n)
+        for start in range(0, len(prompts), per_call):
+            end = start + per_call
             results.extend(self._generate_batch(prompts[start:end], params, prefixes[start:end]))
         return results
 

@@ -30,6 +30,12 @@ def test_a_bad_variant_is_named_before_anything_runs(tmp_path: Path) -> None:
     rows = [{"name": "ok", "overrides": ["loop.iterations=2"]}, {"name": "typo", "overrides": ["loop.iteratons=2"]}]
     with pytest.raises(ConfigError, match=r"table 'T', row 'typo'(.|\n)*loop\.iteratons: unknown key"):
         load_spec(_write(tmp_path, {"tables": [{"title": "T", "rows": rows}]}))
+    frozen = [{"name": "SFT only", "evolve": False, "overrides": ["loop.iterations=2"]}]
+    with pytest.raises(ConfigError, match="evolve: false reports the pre-evolved model"):
+        load_spec(_write(tmp_path, {"tables": [{"title": "T", "rows": frozen}]}))
+    no_test = [{"name": "x", "overrides": ["loop.eval_test=false"]}]
+    with pytest.raises(ConfigError, match="the tables report the test split"):
+        load_spec(_write(tmp_path, {"tables": [{"title": "T", "rows": no_test}]}))
     with pytest.raises(ConfigError, match="invalid ablation spec"):
         load_spec(_write(tmp_path, {"tables": [{"title": "T", "rows": [{"name": "x", "overides": []}]}]}))
 

@@ -12,6 +12,7 @@ from mstar_ray.config import (
     SelectionRule,
     TrainingMode,
     check_fits,
+    check_prm_training_fits,
     config_to_yaml,
     load_config,
     required_resources,
@@ -74,7 +75,10 @@ def test_missing_required_section_is_named() -> None:
         (["prm.enabled=true", "loop.mixin_unlabeled=true"], r"loop\.mixin_unlabeled .* data\.unlabeled"),
         (["prm.enabled=true", "temperature.auto=true", "temperature.grid=[]"], r"temperature\.grid is empty"),
         (["temperature.grid=[0.0, 1.0]"], r"temperature\.grid: temperatures must be above 0"),
-        (["ray.num_cpus=2", "prm.enabled=true"], r"needs 3 CPU .*prm_workers=1 x cpus_per_prm_worker"),
+        (
+            ["ray.num_cpus=2", "prm.enabled=true"],
+            r"needs 3 CPU .*larger of prm_workers=1 x cpus_per_prm_worker and prm\.train\.trainer_ranks=1",
+        ),
     ],
 )
 def test_inconsistent_values_rejected(overrides: list[str], message: str) -> None:
@@ -96,6 +100,13 @@ def test_prm_actors_count_at_their_peak() -> None:
     assert required_resources(load_config(None, BASE + prm + ["prm.path=/p"]))["CPU"] == 1 + 1 + 2
     assert required_resources(load_config(None, BASE + prm), with_trainers=False)["CPU"] == 1 + 2
     assert required_resources(load_config(None, BASE))["CPU"] == 2
+
+
+def test_prm_training_alone_counts_only_its_ranks() -> None:
+    cfg = load_config(None, BASE + ["prm.train.trainer_ranks=2", "resources.gpus_per_trainer=1"])
+    check_prm_training_fits(cfg, {"CPU": 2, "GPU": 2})
+    with pytest.raises(ConfigError, match=r"prm\.train\.trainer_ranks=2 x resources\.gpus_per_trainer=1 needs 2 GPU"):
+        check_prm_training_fits(cfg, {"CPU": 8, "GPU": 1})
 
 
 def test_automatic_temperature_by_pass_at_k_needs_no_prm() -> None:
