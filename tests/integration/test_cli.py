@@ -119,3 +119,45 @@ def test_prm_label_policy_is_refused_by_run(tmp_path: Path, tiny_model: Path, ti
     args += [f"data.validation={tiny_data['validation']}", "loop.eval_test=false", "prm.enabled=true"]
     result = mstar("run", "--config", "/dev/null", *args, f"prm.label.policy={tiny_model}", cwd=tmp_path)
     assert result.returncode == 2 and "prm.label.policy is for `mstar prm label`" in result.stderr
+
+
+def test_ablate_runs_base_and_variants_and_writes_tables(tmp_path: Path, tiny_data, tiny_model: Path) -> None:
+    d = tiny_data
+    run_config = {
+        "ray": {"num_cpus": 2},
+        "model": {"path": str(tiny_model)},
+        "data": {k: str(d[s]) for k, s in [("labeled", "labeled"), ("validation", "validation"), ("test", "test")]},
+        "resources": {"cpus_per_rollout_worker": 0.5, "cpus_per_trainer": 0.5, "cpus_per_prm_worker": 0.5},
+        "rollout": {"samples_per_prompt": 2, "max_new_tokens": 12},
+        "train": {"micro_batch_size": 2},
+        "prm": {"enabled": True, "label": {"prompts": 2, "responses_per_prompt": 2, "completions_per_step": 1}},
+        "loop": {"iterations": 1, "interval": 0.25, "eval_every": 0},
+        "checkpoint": {"every": 0},
+    }
+    (tmp_path / "run.yaml").write_text(json.dumps(run_config))  # JSON is YAML
+    rows = [
+        {"name": "SFT only", "evolve": False},
+        {"name": "Random-1", "overrides": ["loop.selection=random_k", "loop.top_k=1"]},
+        {"name": "Random-1 again", "overrides": ["loop.top_k=1", "loop.selection=random_k"]},  # same config
+        {"name": "PRM top-1", "overrides": ["loop.selection=prm_top_k", "loop.top_k=1"]},
+    ]
+    spec = {"config": str(tmp_path / "run.yaml"), "seeds": [3], "tables": [{"title": "Selection", "rows": rows}]}
+    (tmp_path / "spec.yaml").write_text(json.dumps(spec))
+    out = tmp_path / "ablation"
+    result = mstar("ablate", "--spec", str(tmp_path / "spec.yaml"), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    results = json.loads((out / "ablation.json").read_text())
+    cells = results["tables"][0]["rows"]
+    assert [r["name"] for r in cells] == [r["name"] for r in rows] and all(len(r["runs"]) == 1 for r in cells)
+    runs = sorted(p.name for p in (out / "seed3").iterdir() if p.is_dir())
+    assert len(runs) == 3 and sum(name.startswith("base-") for name in runs) == 1  # base + two distinct variants
+    assert cells[1]["runs"][0]["test"] == cells[2]["runs"][0]["test"]
+    base = json.loads(next((out / "seed3").glob("base-*/summary.json")).read_text())
+    assert base["iterations"] == 0 and cells[0]["runs"][0]["test"] == base["final"]
+    table = (out / "ablation.md").read_text()
+    assert "### Selection" in table and "| PRM top-1 |" in table and table in result.stdout
+    # Finished runs are reused: a second call runs nothing and writes the same tables.
+    again = mstar("ablate", "--spec", str(tmp_path / "spec.yaml"), "--out", str(out), cwd=tmp_path)
+    assert again.returncode == 0 and "ablation run" not in again.stdout + again.stderr
+    assert json.loads((out / "ablation.json").read_text()) == results
