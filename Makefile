@@ -22,10 +22,10 @@ quickstart: venv
 	test -f $(QS)/model/processor_config.json || $(PY) -m mstar_ray make-model --out $(QS)/model
 	$(PY) -m mstar_ray run --config configs/quickstart.yaml
 
-# The paper's comparison tables on the synthetic task (configs/ablate/); about an hour per seed on 2 CPUs.
+# The paper's comparison tables on the synthetic task (configs/ablate/); about half an hour per seed on 2 CPUs.
 ablate: venv
-	test -f .ablate/data/unlabeled.json || $(PY) -m mstar_ray make-data --out .ablate/data --labeled 400 \
-		--unlabeled 400 --validation 50 --test 300
+	test -f .ablate/data/unlabeled.json || $(PY) -m mstar_ray make-data --out .ablate/data --labeled 200 \
+		--unlabeled 200 --validation 50 --test 200
 	test -f $(QS)/model/processor_config.json || $(PY) -m mstar_ray make-model --out $(QS)/model
 	$(PY) -m mstar_ray ablate --spec configs/ablate/paper_tables.yaml --out runs/ablation
 

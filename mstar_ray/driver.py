@@ -160,7 +160,7 @@ class MStarRun:
             if t.auto and (iteration - 1) % t.every == 0:
                 self.tune_temperature(iteration)
             self.iterate(iteration)
-        final_test = self.evaluate_test("final")
+        final_test = self.evaluate_test("final") if self.cfg.loop.iterations else pre_test
         self.save_checkpoint("final")
         summary = {
             "mode": self.cfg.loop.mode.value,
