@@ -156,8 +156,7 @@ class MStarRun:
         if self.cfg.loop.mode == TrainingMode.CONTINUOUS:
             self.trainers.start_stage(self.optim)
         for iteration in range(1, self.cfg.loop.iterations + 1):
-            t = self.cfg.temperature
-            if t.auto and (iteration - 1) % t.every == 0:
+            if self.cfg.temperature.auto and (iteration - 1) % self.cfg.temperature.every == 0:
                 self.tune_temperature(iteration)
             self.iterate(iteration)
         final_test = self.evaluate_test("final") if self.cfg.loop.iterations else pre_test
@@ -236,7 +235,8 @@ class MStarRun:
 
     def iterate(self, iteration: int) -> None:
         """One self-evolving iteration, each phase timed."""
-        timer, params, extra, pseudo = PhaseTimer(), self.sampling(iteration), {}, None
+        timer, params, extra = PhaseTimer(), self.sampling(iteration), {}
+        pseudo_labeled: list[PromptRollouts] = []
         prompts = self.cursor.next_interval()
         with timer("rollout"):
             rollouts = self.rollout.generate(prompts, params)
@@ -247,10 +247,10 @@ class MStarRun:
                 extra["scored"] = self.prm.score(rollouts, only_correct=True)
         if self.mixing_in(iteration):
             with timer("pseudo_label"):
-                pseudo = self.pseudo_labeled(params)
-                extra |= {"pseudo_labeled_prompts": len(pseudo[0]), "pseudo_label_accuracy": pseudo[1]}
+                pseudo_labeled, agreement = self.pseudo_labeled(params)
+            extra |= {"pseudo_labeled_prompts": len(pseudo_labeled), "pseudo_label_accuracy": agreement}
         with timer("select"):
-            examples = select_training_examples(rollouts + (pseudo[0] if pseudo else []), self.selection, self.rng)
+            examples = select_training_examples(rollouts + pseudo_labeled, self.selection, self.rng)
         with timer("train"):
             train = self.train(examples, iteration)
         with timer("sync"):
