@@ -63,8 +63,8 @@ def test_full_recipe_with_prm_temperature_and_mixin(ray_cluster, prm_data, tiny_
             "prm.label.prompts=6",
             "prm.label.responses_per_prompt=2",
             f"prm.label.completions_per_step={N}",
-            "prm.train.epochs=3",
-            "prm.train.lr=1e-3",
+            "prm.train.epochs=4",
+            "prm.train.lr=3e-4",
             "prm.train.micro_batch_size=4",
             "loop.iterations=2",
             "loop.interval=0.25",
@@ -98,7 +98,7 @@ def test_full_recipe_with_prm_temperature_and_mixin(ray_cluster, prm_data, tiny_
 
     # PRM training: loss fell, language weights and the value head changed, the frozen vision tower did not.
     losses = prm_record["train"]["epoch_losses"]
-    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert len(losses) == 4 and losses[-1] < losses[0]
     prm_dir = run_dir.path / "prm"
     policy = dict(AutoModel.from_pretrained(run_dir.checkpoints / "pre_evolved").named_parameters())
     prm = dict(AutoModel.from_pretrained(prm_dir).named_parameters())
