@@ -1,39 +1,54 @@
-"""Rollout worker actor: one policy copy on the transformers backend."""
+"""Rollout worker actor: one policy copy on the configured backend (transformers or vLLM)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import ray
-import torch
 
 from actors.threads import set_torch_threads
 from mstar_ray.records import Prompt, PromptRollouts
-from mstar_ray.rollout.hf_engine import TransformersRolloutEngine
+from mstar_ray.rollout.engine import EngineSpec, apply_sync, build_engine, check_usable
 from mstar_ray.rollout.sampling import SamplingParams
+from mstar_ray.sync.buckets import SyncPlan
 
 
 @ray.remote
 class RolloutWorker:
-    """Samples responses and receives weights from trainer rank 0."""
+    """Samples responses and receives weights broadcast by trainer rank 0."""
 
-    def __init__(
-        self, model_path: str, dtype: str, use_gpu: bool, sequences_per_call: int, torch_threads: int, cpus: float
-    ) -> None:
+    def __init__(self, name: str, spec: EngineSpec, torch_threads: int, cpus: float) -> None:
         set_torch_threads(torch_threads, cpus)
-        self.engine = TransformersRolloutEngine(model_path, dtype, "cuda" if use_gpu else "cpu", sequences_per_call)
+        self.name = name
+        self.engine = build_engine(spec)
 
     def generate(
         self, prompts: Sequence[Prompt], params: SamplingParams, prefixes: Sequence[str] | None = None
     ) -> list[PromptRollouts]:
+        check_usable(self.engine, self.name)
         return self.engine.generate(prompts, params, prefixes)
 
-    def load_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> int:
-        self.engine.load_weights(state_dict, version)
-        return version
+    def sync_ranks(self) -> int:
+        return self.engine.sync_ranks
 
-    def weights_version(self) -> int:
+    def join_weight_sync(self, host: str, port: int, world_size: int, first_rank: int, timeout_s: float) -> None:
+        self.engine.join_weight_sync(host, port, world_size, first_rank, timeout_s)
+
+    def receive_weights(self, plan: SyncPlan) -> int:
+        return apply_sync(self.engine, plan)
+
+    def leave_weight_sync(self) -> None:
+        self.engine.leave_weight_sync()
+
+    def weights_version(self) -> int | None:
         return self.engine.weights_version
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
+    def sleep(self) -> None:
+        self.engine.sleep()
+
+    def wake_up(self) -> None:
+        self.engine.wake_up()
+
+    def state_dict(self) -> dict:
+        """The policy weights (transformers backend), for tests that compare them with the trainer's."""
         return self.engine.state_dict()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Sequence
 
 import ray
@@ -11,6 +10,8 @@ import torch
 from actors.threads import set_torch_threads
 from mstar_ray.prm.model import StepLabeledExample
 from mstar_ray.records import TrainExample
+from mstar_ray.sync.buckets import SyncPlan
+from mstar_ray.sync.transport import free_port
 from mstar_ray.training.sft import DistributedSpec, OptimSpec, SFTTrainer, TrainStats
 
 
@@ -23,15 +24,12 @@ class TrainerRank:
         self.trainer: SFTTrainer | None = None
 
     def rendezvous_address(self) -> tuple[str, int]:
-        """This node's IP and a free port, for rank 0 to host the process group."""
-        with socket.socket() as sock:
-            sock.bind(("", 0))
-            port = sock.getsockname()[1]
-        return ray.util.get_node_ip_address(), port
+        """This node's IP and a free port, for rank 0 to host a process group (the trainers' or the sync group)."""
+        return ray.util.get_node_ip_address(), free_port()
 
-    def setup(self, model_path: str, dist: DistributedSpec, dtype: str) -> None:
+    def setup(self, model_path: str, dist: DistributedSpec, dtype: str, freeze_vision: bool = False) -> None:
         """Host a policy trainer."""
-        self.trainer = SFTTrainer(model_path, dist, dtype)
+        self.trainer = SFTTrainer(model_path, dist, dtype, freeze_vision)
 
     def setup_prm(self, backbone_path: str, dist: DistributedSpec, dtype: str, freeze_vision: bool, meta: dict) -> None:
         """Host a PRM trainer (backbone from a policy checkpoint or a PRM directory)."""
@@ -50,6 +48,18 @@ class TrainerRank:
 
     def export_weights(self) -> dict[str, torch.Tensor]:
         return self.trainer.export_weights()
+
+    def join_weight_sync(self, host: str, port: int, world_size: int, timeout_s: float) -> None:
+        self.trainer.join_weight_sync(host, port, world_size, timeout_s)
+
+    def plan_weight_sync(self, version: int, bucket_bytes: int) -> SyncPlan:
+        return self.trainer.plan_weight_sync(version, bucket_bytes)
+
+    def send_weights(self, plan: SyncPlan) -> int:
+        return self.trainer.send_weights(plan)
+
+    def leave_weight_sync(self) -> None:
+        self.trainer.sender.close()
 
     def save_pretrained(self, out_dir: str) -> None:
         self.trainer.save_pretrained(out_dir)

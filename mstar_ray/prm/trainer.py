@@ -16,9 +16,8 @@ class PRMTrainer(SFTTrainer):
     """The SFT rank's DeepSpeed machinery with the PRM's model, encoding and loss."""
 
     def __init__(self, backbone_path: str, dist: DistributedSpec, dtype: str, freeze_vision: bool, meta: dict) -> None:
-        self.freeze_vision = freeze_vision
         self.meta = meta  # written beside the weights: label kind, aggregation, where the labels came from
-        super().__init__(backbone_path, dist, dtype)
+        super().__init__(backbone_path, dist, dtype, freeze_vision)
 
     def _load_model(self, model_path: str) -> torch.nn.Module:
         model = ProcessRewardModel.from_pretrained(model_path, self.dtype)

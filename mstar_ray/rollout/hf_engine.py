@@ -10,6 +10,9 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationC
 from mstar_ray.encoding import generation_inputs
 from mstar_ray.records import Prompt, PromptRollouts, Sample
 from mstar_ray.rollout.sampling import SamplingParams
+from mstar_ray.sync.buckets import SyncPlan
+from mstar_ray.sync.receiver import received_weights
+from mstar_ray.sync.transport import BroadcastGroup
 
 
 class TransformersRolloutEngine:
@@ -23,7 +26,9 @@ class TransformersRolloutEngine:
         self.model.eval()
         self.device = device
         self.sequences_per_call = sequences_per_call
-        self.weights_version = 0
+        self.sync_ranks = 1  # members of the sync group this engine brings
+        self.weights_version: int | None = 0  # None while a sync is incomplete
+        self.sync_group: BroadcastGroup | None = None
 
     @torch.no_grad()
     def generate(
@@ -66,26 +71,58 @@ class TransformersRolloutEngine:
         self, prompts: Sequence[Prompt], params: SamplingParams, prefixes: Sequence[str]
     ) -> list[PromptRollouts]:
         inputs = generation_inputs(self.processor, prompts, prefixes).to(self.device)
-        output = self.model.generate(**inputs, generation_config=self._generation_config(params))
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]  # (B * n, T_new)
+        output = self.model.generate(
+            **inputs,
+            generation_config=self._generation_config(params),
+            return_dict_in_generate=True,
+            output_logits=params.logprobs,
+        )
+        new_tokens = output.sequences[:, inputs["input_ids"].shape[1] :]  # (B * n, T_new)
         is_stop = torch.isin(new_tokens, torch.tensor(self._stop_token_ids(), device=new_tokens.device))
         finished = is_stop.any(dim=1)  # (B * n,)
         lengths = torch.where(finished, is_stop.int().argmax(dim=1) + 1, new_tokens.shape[1])
         texts = self.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        logprobs = None
+        if params.logprobs:
+            # Log-probabilities of the raw logits (before temperature or filtering), as vLLM reports them.
+            logits = torch.stack(output.logits, dim=1).float()  # (B * n, T_new, V)
+            logprobs = logits.log_softmax(-1).gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)  # (B * n, T_new)
         results = []
         for i, prompt in enumerate(prompts):
-            rows = range(i * params.n, (i + 1) * params.n)
-            samples = [
-                Sample(prompt.id, prefixes[i] + texts[r], int(lengths[r]), bool(finished[r]), self.weights_version)
-                for r in rows
-            ]
+            samples = []
+            for r in range(i * params.n, (i + 1) * params.n):
+                length = int(lengths[r])
+                token_lps = logprobs[r, :length].tolist() if logprobs is not None else None
+                text, done = prefixes[i] + texts[r], bool(finished[r])
+                samples.append(Sample(prompt.id, text, length, done, self.weights_version, token_logprobs=token_lps))
             results.append(PromptRollouts(prompt, samples))
         return results
 
-    def load_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> None:
-        """Replace the policy weights with the trainer's and record their version."""
-        self.model.load_state_dict(state_dict, strict=True)
-        self.weights_version = version
+    def join_weight_sync(self, host: str, port: int, world_size: int, first_rank: int, timeout_s: float) -> None:
+        """Join the trainer's sync group at rank `first_rank`."""
+        self.sync_group = BroadcastGroup(host, port, first_rank, world_size, torch.device(self.device), timeout_s)
+
+    @torch.no_grad()
+    def receive_weights(self, plan: SyncPlan) -> int:
+        """Receive one sync's buckets into the model's parameters; returns the bytes received."""
+        params = dict(self.model.named_parameters())
+        unknown = sorted(plan.names - params.keys())
+        if unknown:
+            raise KeyError(f"the rollout model has no parameters named {unknown[:5]}")
+        for name, tensor in received_weights(self.sync_group, plan):
+            params[name].copy_(tensor)
+        return plan.nbytes
+
+    def leave_weight_sync(self) -> None:
+        if self.sync_group is not None:
+            self.sync_group.close()
+            self.sync_group = None
+
+    def sleep(self) -> None:
+        """Nothing to release: the transformers backend keeps its weights while the trainers train."""
+
+    def wake_up(self) -> None:
+        """Nothing to restore (see `sleep`)."""
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The current policy weights (CPU copies)."""

@@ -15,6 +15,7 @@ class SamplingParams:
     top_k: int = 0  # 0 disables top-k filtering
     max_new_tokens: int = 128
     seed: int = 0
+    logprobs: bool = False  # report each sampled token's log-probability under the policy (raw logits)
 
     @property
     def greedy(self) -> bool:

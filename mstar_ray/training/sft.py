@@ -6,6 +6,7 @@ call, which `shard_examples` guarantees.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -16,7 +17,12 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from mstar_ray.encoding import IGNORE_INDEX, collate, encode_example
+from mstar_ray.models.freeze import freeze_vision_tower
 from mstar_ray.records import TrainExample
+from mstar_ray.sync.buckets import SyncPlan
+from mstar_ray.sync.sender import WeightSender
+
+log = logging.getLogger("mstar")
 
 
 @dataclass(frozen=True)
@@ -118,18 +124,23 @@ class SFTTrainer:
     Subclasses train other models on other examples (the PRM) by overriding `_load_model`, `_encode` and `_loss`.
     """
 
-    def __init__(self, model_path: str, dist: DistributedSpec, dtype: str = "float32") -> None:
+    def __init__(self, model_path: str, dist: DistributedSpec, dtype: str = "float32", freeze_vision: bool = False):
         init_distributed(dist)
         self.dist = dist
         self.dtype = dtype
+        self.freeze_vision = freeze_vision
         self.device = torch.device("cuda" if dist.use_gpu else "cpu")
         self.processor = AutoProcessor.from_pretrained(model_path)
         self.model = self._load_model(model_path).to(self.device)
         self.engine = None
         self._base: dict[str, torch.Tensor] | None = None
+        self.sender = WeightSender(dist.rank)
 
     def _load_model(self, model_path: str) -> torch.nn.Module:
-        return AutoModelForImageTextToText.from_pretrained(model_path, dtype=getattr(torch, self.dtype))
+        model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=getattr(torch, self.dtype))
+        if self.freeze_vision:
+            log.info("froze %d vision-tower parameters of the policy", freeze_vision_tower(model))
+        return model
 
     def _encode(self, example: TrainExample) -> dict[str, torch.Tensor]:
         return encode_example(self.processor, example)
@@ -220,6 +231,18 @@ class SFTTrainer:
             if self.dist.rank != 0:
                 return {}
             return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+    def join_weight_sync(self, host: str, port: int, world_size: int, timeout_s: float) -> None:
+        """Rank 0 hosts the group that broadcasts weights to the rollout engines."""
+        self.sender.join(host, port, world_size, self.device, timeout_s)
+
+    def plan_weight_sync(self, version: int, bucket_bytes: int) -> SyncPlan:
+        """Rank 0: the buckets of the next sync."""
+        return self.sender.plan(self._module(), version, bucket_bytes)
+
+    def send_weights(self, plan: SyncPlan) -> int:
+        """Broadcast the plan's weights (rank 0; other ranks join ZeRO-3 gathers); returns bytes sent."""
+        return self.sender.send(self._module(), plan, self._zero3())
 
     def save_pretrained(self, out_dir: str) -> None:
         """Save the policy and processor as a Hugging Face checkpoint directory (rank 0 writes)."""

@@ -1,0 +1,130 @@
+"""Rollout engine on vLLM: continuous batching, images as `multi_modal_data`, weights from the sync group.
+
+The engine runs inside the rollout actor's process (no engine-core subprocess), so the actor owns it the way it owns
+a transformers model. Tensor parallelism on GPUs spawns vLLM's own worker processes on the actor's GPUs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from mstar_ray.config import VLLMConfig
+from mstar_ray.data.llava import load_image
+from mstar_ray.encoding import prompt_text
+from mstar_ray.records import Prompt, PromptRollouts, Sample
+from mstar_ray.rollout.sampling import SamplingParams
+from mstar_ray.sync.buckets import SyncPlan
+
+EXTENSION = "mstar_ray.rollout.vllm_extension.WeightSyncExtension"
+
+
+class VLLMRolloutEngine:
+    """Holds one `vllm.LLM` and samples responses from it."""
+
+    def __init__(self, model_path: str, dtype: str, use_gpu: bool, options: VLLMConfig, seed: int = 0) -> None:
+        # In-process engine core: the actor's process is the engine (set before vllm is imported).
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        if not use_gpu:
+            # Keep the actor's torch thread count instead of binding OpenMP threads to every core of the node.
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+        import vllm
+        from transformers import AutoProcessor
+
+        self.processor = AutoProcessor.from_pretrained(model_path)
+        memory = {"gpu_memory_utilization": options.gpu_memory_utilization}
+        if options.kv_cache_gib is not None:
+            memory["kv_cache_memory_bytes"] = int(options.kv_cache_gib * 2**30)
+        self.llm = vllm.LLM(
+            model=model_path,
+            dtype=dtype,
+            seed=seed,
+            tensor_parallel_size=options.tensor_parallel_size,
+            distributed_executor_backend="mp" if options.tensor_parallel_size > 1 else "uni",
+            max_model_len=options.max_model_len,
+            enforce_eager=options.enforce_eager,
+            enable_prefix_caching=options.enable_prefix_caching,
+            enable_sleep_mode=options.sleep_while_training and use_gpu,
+            limit_mm_per_prompt={"image": 1},
+            worker_extension_cls=EXTENSION,
+            **memory,
+        )
+        self.sync_ranks = options.tensor_parallel_size  # members of the sync group this engine brings
+        self.sleeps = options.sleep_while_training and use_gpu  # vLLM's CPU backend has no sleep mode
+        self.weights_version: int | None = 0  # None while a sync is incomplete
+
+    def generate(
+        self, prompts: Sequence[Prompt], params: SamplingParams, prefixes: Sequence[str] | None = None
+    ) -> list[PromptRollouts]:
+        """Sample `params.n` responses per prompt; with `prefixes`, each continues its prefix (kept in the text)."""
+        import vllm
+
+        prefixes = list(prefixes) if prefixes is not None else [""] * len(prompts)
+        # vLLM samples greedily only with n=1, so greedy requests are repeated instead.
+        copies, per_request = (params.n, 1) if params.greedy else (1, params.n)
+        requests, sampling = [], []
+        for i, (prompt, prefix) in enumerate(zip(prompts, prefixes, strict=True)):
+            request = {
+                "prompt": prompt_text(self.processor, prompt.question) + prefix,
+                "multi_modal_data": {"image": load_image(prompt.image_path)},
+            }
+            for copy in range(copies):
+                requests.append(request)
+                sampling.append(
+                    vllm.SamplingParams(
+                        n=per_request,
+                        temperature=params.temperature,
+                        top_p=params.top_p,
+                        top_k=params.top_k,
+                        max_tokens=params.max_new_tokens,
+                        seed=params.seed + i * copies + copy,  # per request: results do not depend on batching
+                        logprobs=0 if params.logprobs else None,
+                    )
+                )
+        outputs = self.llm.generate(requests, sampling, use_tqdm=False)
+        results = []
+        for i, (prompt, prefix) in enumerate(zip(prompts, prefixes, strict=True)):
+            completions = [c for out in outputs[i * copies : (i + 1) * copies] for c in out.outputs]
+            samples = [self._sample(prompt, prefix, c, params.logprobs) for c in completions]
+            results.append(PromptRollouts(prompt, samples))
+        return results
+
+    def _sample(self, prompt: Prompt, prefix: str, completion, with_logprobs: bool) -> Sample:
+        token_logprobs = None
+        if with_logprobs:
+            token_logprobs = [
+                float(position[token].logprob)
+                for position, token in zip(completion.logprobs, completion.token_ids, strict=True)
+            ]
+        return Sample(
+            prompt.id,
+            prefix + completion.text,
+            len(completion.token_ids),
+            completion.finish_reason == "stop",
+            self.weights_version,
+            token_logprobs=token_logprobs,
+        )
+
+    def join_weight_sync(self, host: str, port: int, world_size: int, first_rank: int, timeout_s: float) -> None:
+        """Every vLLM worker of this engine joins the trainer's sync group."""
+        self.llm.collective_rpc("join_weight_sync", args=(host, port, world_size, first_rank, timeout_s))
+
+    def receive_weights(self, plan: SyncPlan) -> int:
+        """Load one sync's weights in every worker, then drop every cache computed with the old weights."""
+        received = self.llm.collective_rpc("receive_weights", args=(plan,))
+        self.llm.reset_prefix_cache()  # KV of shared prompt prefixes
+        self.llm.llm_engine.reset_encoder_cache()  # vision-encoder outputs
+        self.llm.reset_mm_cache()  # processed images, cleared on the workers by the reload; keep both sides in step
+        return received[0]
+
+    def leave_weight_sync(self) -> None:
+        self.llm.collective_rpc("leave_weight_sync")
+
+    def sleep(self) -> None:
+        """Free the GPU memory while the trainers train (weights are offloaded and come back on wake_up)."""
+        if self.sleeps:
+            self.llm.sleep(level=1)
+
+    def wake_up(self) -> None:
+        if self.sleeps:
+            self.llm.wake_up()

@@ -1,0 +1,36 @@
+"""Mixed into vLLM's worker class through `worker_extension_cls`: the engine side of the weight sync.
+
+vLLM calls these methods by name in each of its workers (one per tensor-parallel rank) via `collective_rpc`; no
+function is pickled. Each worker joins the sync group and loads every broadcast bucket with the model's own
+`load_weights` through vLLM's in-place reload, which maps Hugging Face names onto vLLM's fused and sharded
+parameters and redoes any kernel-specific processing of a layer once all its weights have arrived.
+"""
+
+from __future__ import annotations
+
+from mstar_ray.sync.buckets import SyncPlan
+from mstar_ray.sync.receiver import received_weights
+from mstar_ray.sync.transport import BroadcastGroup
+
+
+class WeightSyncExtension:
+    """Methods added to vLLM's worker (which provides `self.rank`, `self.device` and `self.reload_weights`)."""
+
+    def join_weight_sync(self, host: str, port: int, world_size: int, first_rank: int, timeout_s: float) -> None:
+        """Join the trainer's sync group at rank `first_rank` + this worker's rank inside the engine."""
+        self.weight_sync_group = BroadcastGroup(host, port, first_rank + self.rank, world_size, self.device, timeout_s)
+
+    def receive_weights(self, plan: SyncPlan) -> int:
+        """Receive and load one sync's buckets; returns the bytes received."""
+        stream = received_weights(self.weight_sync_group, plan)
+        self.reload_weights(weights_iterator=stream, is_checkpoint_format=True)
+        for _ in stream:  # a loader that stopped early must not leave the group out of step
+            raise RuntimeError("vLLM's reload did not consume every received weight")
+        return plan.nbytes
+
+    def leave_weight_sync(self) -> None:
+        """Drop this worker's membership of the sync group."""
+        group = getattr(self, "weight_sync_group", None)
+        if group is not None:
+            group.close()
+            self.weight_sync_group = None

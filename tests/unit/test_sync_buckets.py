@@ -1,0 +1,43 @@
+"""Bucket planning, packing and unpacking of the weight sync (no process group needed)."""
+
+from __future__ import annotations
+
+import torch
+
+from mstar_ray.sync.buckets import buffer_for, pack, plan_buckets, unpack
+
+
+def _weights() -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return {
+        "a.weight": torch.randn(4, 8, generator=gen),
+        "a.bias": torch.randn(8, generator=gen),
+        "norm": torch.randn(8, generator=gen).to(torch.bfloat16),
+        "big": torch.randn(100, generator=gen),
+        "c.weight": torch.randn(3, 3, generator=gen),
+    }
+
+
+def test_buckets_respect_the_size_limit_and_keep_one_dtype_each() -> None:
+    weights = _weights()
+    buckets = plan_buckets([(n, tuple(t.shape), t.dtype) for n, t in weights.items()], bucket_bytes=160)
+    assert sorted(s.name for b in buckets for s in b.slots) == sorted(weights)  # every tensor exactly once
+    for bucket in buckets:
+        assert {weights[s.name].dtype for s in bucket.slots} == {bucket.torch_dtype}
+        assert bucket.nbytes <= 160 or len(bucket.slots) == 1  # only a lone oversized tensor exceeds it
+    float32 = [s.name for b in buckets for s in b.slots if b.dtype == "float32"]
+    assert float32 == ["a.weight", "a.bias", "big", "c.weight"]  # in the given order
+    assert next(b for b in buckets if b.slots[0].name == "big").slots[0].numel == 100
+
+
+def test_pack_then_unpack_gives_back_every_tensor_exactly() -> None:
+    weights = _weights()
+    buckets = plan_buckets([(n, tuple(t.shape), t.dtype) for n, t in weights.items()], bucket_bytes=256)
+    received = {}
+    for bucket in buckets:
+        wire = pack(bucket, weights, buffer_for(buckets, bucket.dtype, "cpu")).clone()  # what a broadcast delivers
+        received.update(unpack(bucket, wire))
+    assert received.keys() == weights.keys()
+    for name, tensor in weights.items():
+        assert received[name].shape == tensor.shape and received[name].dtype == tensor.dtype
+        assert torch.equal(received[name], tensor)
