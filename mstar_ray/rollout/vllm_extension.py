@@ -26,6 +26,7 @@ class WeightSyncExtension:
         self.reload_weights(weights_iterator=stream, is_checkpoint_format=True)
         for _ in stream:  # a loader that stopped early must not leave the group out of step
             raise RuntimeError("vLLM's reload did not consume every received weight")
+        _rebuild_cpu_lm_heads(self.model_runner.model)
         return plan.nbytes
 
     def leave_weight_sync(self) -> None:
@@ -34,3 +35,20 @@ class WeightSyncExtension:
         if group is not None:
             group.close()
             self.weight_sync_group = None
+
+
+def _rebuild_cpu_lm_heads(model) -> None:
+    """Rebuild the CPU backend's GEMM handle of each LM head from its current weight.
+
+    vLLM's CPU backend builds that handle once from the head's weight. A head tied to the input embedding is not
+    reprocessed by the in-place reload (only the embedding, which owns the shared weight, is), so without this
+    it keeps projecting with the weights it was first loaded with.
+    """
+    from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+    for module in model.modules():
+        if isinstance(module, ParallelLMHead):
+            module.quant_method.process_weights_after_loading(module)
