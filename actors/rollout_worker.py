@@ -11,6 +11,7 @@ from mstar_ray.records import Prompt, PromptRollouts
 from mstar_ray.rollout.engine import EngineSpec, apply_sync, build_engine, check_usable
 from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.sync.buckets import SyncPlan
+from mstar_ray.sync.receiver import ReceiveStats
 
 
 @ray.remote
@@ -34,8 +35,11 @@ class RolloutWorker:
     def join_weight_sync(self, host: str, port: int, world_size: int, first_rank: int, timeout_s: float) -> None:
         self.engine.join_weight_sync(host, port, world_size, first_rank, timeout_s)
 
-    def receive_weights(self, plan: SyncPlan) -> int:
+    def receive_weights(self, plan: SyncPlan) -> ReceiveStats:
         return apply_sync(self.engine, plan)
+
+    def probe_weight_sync(self, nbytes: int) -> float:
+        return self.engine.probe_weight_sync(nbytes)
 
     def leave_weight_sync(self) -> None:
         self.engine.leave_weight_sync()

@@ -58,6 +58,9 @@ class TrainerRank:
     def send_weights(self, plan: SyncPlan) -> int:
         return self.trainer.send_weights(plan)
 
+    def probe_weight_sync(self, nbytes: int) -> float:
+        return self.trainer.probe_weight_sync(nbytes)
+
     def leave_weight_sync(self) -> None:
         self.trainer.sender.close()
 

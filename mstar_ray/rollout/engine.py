@@ -10,6 +10,7 @@ from mstar_ray.config import RolloutBackend, VLLMConfig
 from mstar_ray.records import Prompt, PromptRollouts
 from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.sync.buckets import SyncPlan
+from mstar_ray.sync.receiver import ReceiveStats
 
 
 class RolloutEngine(Protocol):
@@ -24,7 +25,9 @@ class RolloutEngine(Protocol):
 
     def join_weight_sync(self, host: str, port: int, world_size: int, first_rank: int, timeout_s: float) -> None: ...
 
-    def receive_weights(self, plan: SyncPlan) -> int: ...
+    def receive_weights(self, plan: SyncPlan) -> ReceiveStats: ...
+
+    def probe_weight_sync(self, nbytes: int) -> float: ...
 
     def leave_weight_sync(self) -> None: ...
 
@@ -63,8 +66,8 @@ class PartialWeightsError(RuntimeError):
     """The engine's last sync broke off part-way, so its weights are a mix of two versions."""
 
 
-def apply_sync(engine: RolloutEngine, plan: SyncPlan) -> int:
-    """Receive a sync into `engine`, marking it unusable until every bucket has arrived; returns bytes received."""
+def apply_sync(engine: RolloutEngine, plan: SyncPlan) -> ReceiveStats:
+    """Receive a sync into `engine`, marking it unusable until every bucket has arrived."""
     engine.weights_version = None
     received = engine.receive_weights(plan)
     engine.weights_version = plan.version

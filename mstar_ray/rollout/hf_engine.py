@@ -11,7 +11,7 @@ from mstar_ray.encoding import generation_inputs
 from mstar_ray.records import Prompt, PromptRollouts, Sample
 from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.sync.buckets import SyncPlan
-from mstar_ray.sync.receiver import received_weights
+from mstar_ray.sync.receiver import ReceiveBuffers, ReceiveStats, received_weights, timed_receive
 from mstar_ray.sync.transport import BroadcastGroup
 
 
@@ -101,17 +101,25 @@ class TransformersRolloutEngine:
     def join_weight_sync(self, host: str, port: int, world_size: int, first_rank: int, timeout_s: float) -> None:
         """Join the trainer's sync group at rank `first_rank`."""
         self.sync_group = BroadcastGroup(host, port, first_rank, world_size, torch.device(self.device), timeout_s)
+        self.sync_buffers = ReceiveBuffers(torch.device(self.device))
 
-    @torch.no_grad()
-    def receive_weights(self, plan: SyncPlan) -> int:
-        """Receive one sync's buckets into the model's parameters; returns the bytes received."""
+    def receive_weights(self, plan: SyncPlan) -> ReceiveStats:
+        """Receive one sync's buckets into the model's parameters."""
         params = dict(self.model.named_parameters())
         unknown = sorted(plan.names - params.keys())
         if unknown:
             raise KeyError(f"the rollout model has no parameters named {unknown[:5]}")
-        for name, tensor in received_weights(self.sync_group, plan):
-            params[name].copy_(tensor)
-        return plan.nbytes
+
+        @torch.no_grad()
+        def receive() -> None:
+            for name, tensor in received_weights(self.sync_group, plan, self.sync_buffers):
+                params[name].copy_(tensor)
+
+        return timed_receive(plan, self.sync_buffers, receive)
+
+    def probe_weight_sync(self, nbytes: int) -> float:
+        """Receive one raw broadcast of `nbytes` (the transport's limit); returns its seconds."""
+        return self.sync_group.probe(nbytes)
 
     def leave_weight_sync(self) -> None:
         if self.sync_group is not None:

@@ -15,6 +15,7 @@ from mstar_ray.encoding import prompt_text
 from mstar_ray.records import Prompt, PromptRollouts, Sample
 from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.sync.buckets import SyncPlan
+from mstar_ray.sync.receiver import ReceiveStats
 
 EXTENSION = "mstar_ray.rollout.vllm_extension.WeightSyncExtension"
 
@@ -109,13 +110,16 @@ class VLLMRolloutEngine:
         """Every vLLM worker of this engine joins the trainer's sync group."""
         self.llm.collective_rpc("join_weight_sync", args=(host, port, world_size, first_rank, timeout_s))
 
-    def receive_weights(self, plan: SyncPlan) -> int:
+    def receive_weights(self, plan: SyncPlan) -> ReceiveStats:
         """Load one sync's weights in every worker, then drop every cache computed with the old weights."""
         received = self.llm.collective_rpc("receive_weights", args=(plan,))
         self.llm.reset_prefix_cache()  # KV of shared prompt prefixes
         self.llm.llm_engine.reset_encoder_cache()  # vision-encoder outputs
         self.llm.reset_mm_cache()  # processed images, cleared on the workers by the reload; keep both sides in step
-        return received[0]
+        return max(received, key=lambda stats: stats.seconds)  # the slowest tensor-parallel worker
+
+    def probe_weight_sync(self, nbytes: int) -> float:
+        return max(self.llm.collective_rpc("probe_weight_sync", args=(nbytes,)))
 
     def leave_weight_sync(self) -> None:
         self.llm.collective_rpc("leave_weight_sync")

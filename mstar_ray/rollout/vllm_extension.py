@@ -9,7 +9,7 @@ parameters and redoes any kernel-specific processing of a layer once all its wei
 from __future__ import annotations
 
 from mstar_ray.sync.buckets import SyncPlan
-from mstar_ray.sync.receiver import received_weights
+from mstar_ray.sync.receiver import ReceiveBuffers, ReceiveStats, received_weights, timed_receive
 from mstar_ray.sync.transport import BroadcastGroup
 
 
@@ -19,15 +19,23 @@ class WeightSyncExtension:
     def join_weight_sync(self, host: str, port: int, world_size: int, first_rank: int, timeout_s: float) -> None:
         """Join the trainer's sync group at rank `first_rank` + this worker's rank inside the engine."""
         self.weight_sync_group = BroadcastGroup(host, port, first_rank + self.rank, world_size, self.device, timeout_s)
+        self.weight_sync_buffers = ReceiveBuffers(self.device)
 
-    def receive_weights(self, plan: SyncPlan) -> int:
-        """Receive and load one sync's buckets; returns the bytes received."""
-        stream = received_weights(self.weight_sync_group, plan)
-        self.reload_weights(weights_iterator=stream, is_checkpoint_format=True)
-        for _ in stream:  # a loader that stopped early must not leave the group out of step
-            raise RuntimeError("vLLM's reload did not consume every received weight")
-        _rebuild_cpu_lm_heads(self.model_runner.model)
-        return plan.nbytes
+    def receive_weights(self, plan: SyncPlan) -> ReceiveStats:
+        """Receive and load one sync's buckets."""
+
+        def receive() -> None:
+            stream = received_weights(self.weight_sync_group, plan, self.weight_sync_buffers)
+            self.reload_weights(weights_iterator=stream, is_checkpoint_format=True)
+            for _ in stream:  # a loader that stopped early must not leave the group out of step
+                raise RuntimeError("vLLM's reload did not consume every received weight")
+            _rebuild_cpu_lm_heads(self.model_runner.model)
+
+        return timed_receive(plan, self.weight_sync_buffers, receive)
+
+    def probe_weight_sync(self, nbytes: int) -> float:
+        """Receive one raw broadcast of `nbytes`; returns its seconds."""
+        return self.weight_sync_group.probe(nbytes)
 
     def leave_weight_sync(self) -> None:
         """Drop this worker's membership of the sync group."""

@@ -94,6 +94,20 @@ def pack(bucket: Bucket, tensors: dict[str, torch.Tensor], out: torch.Tensor) ->
     return flat
 
 
+def contiguous_span(tensors: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """A flat view over `tensors` when they lie back to back in one storage, in order (as DeepSpeed's flattened
+    ZeRO-1/2 parameter groups do): such a bucket can be broadcast without packing. None otherwise."""
+    first = tensors[0]
+    end = first.data_ptr()
+    for tensor in tensors:
+        if not tensor.is_contiguous() or tensor.dtype != first.dtype or tensor.data_ptr() != end:
+            return None
+        end += tensor.numel() * tensor.element_size()
+    numel = sum(t.numel() for t in tensors)
+    span = torch.empty(0, dtype=first.dtype, device=first.device)
+    return span.set_(first.untyped_storage(), first.storage_offset(), (numel,))
+
+
 def unpack(bucket: Bucket, flat: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
     """Views of each named tensor inside a received flat buffer (no copies)."""
     return [(s.name, flat[s.offset : s.offset + s.numel].view(s.shape)) for s in bucket.slots]

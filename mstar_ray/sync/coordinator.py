@@ -21,7 +21,8 @@ class SyncStats:
     tensors: int
     buckets: int
     full: bool  # every weight was sent (frozen ones included)
-    seconds: float
+    seconds: float  # at the driver, from planning to the last engine done
+    load_seconds: float  # the slowest engine's time inside its own weight loader
 
     @property
     def gb_per_s(self) -> float:
@@ -57,7 +58,20 @@ class WeightSync:
         calls |= {name: w.receive_weights.remote(plan) for name, w in zip(rollout.names, rollout.workers, strict=True)}
         self._wait(calls, f"weight sync v{version}")
         seconds = time.perf_counter() - start
-        return SyncStats(version, plan.nbytes, plan.num_tensors, len(plan.buckets), plan.full, seconds)
+        load = max(ray.get([calls[name] for name in rollout.names]), key=lambda stats: stats.load_seconds)
+        return SyncStats(
+            version, plan.nbytes, plan.num_tensors, len(plan.buckets), plan.full, seconds, load.load_seconds
+        )
+
+    def probe(self, nbytes: int) -> float:
+        """Seconds to broadcast one ready flat buffer of `nbytes` to every engine over the same group (the slowest
+        member's time, the broadcast alone): the transport's limit for a sync of that size."""
+        calls = {self.trainers.names[0]: self.trainers.ranks[0].probe_weight_sync.remote(nbytes)}
+        calls |= {
+            n: w.probe_weight_sync.remote(nbytes) for n, w in zip(self.rollout.names, self.rollout.workers, strict=True)
+        }
+        self._wait(calls, "broadcast probe")
+        return max(ray.get(list(calls.values())))
 
     def close(self) -> None:
         """Every member leaves the group (best effort: a dead member is skipped)."""

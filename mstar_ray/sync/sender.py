@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from mstar_ray.sync.buckets import SyncPlan, TensorMeta, buffer_for, pack, plan_buckets
+from mstar_ray.sync.buckets import SyncPlan, TensorMeta, buffer_for, contiguous_span, pack, plan_buckets
 from mstar_ray.sync.transport import BroadcastGroup
 
 
@@ -53,25 +53,21 @@ class WeightSender:
         if self.rank == 0 and self.group is None:
             raise RuntimeError("the sync group is not formed: call join() first")
         params = dict(module.named_parameters())
-        device = next(iter(params.values())).device
-        buffers = {
-            dtype: [buffer_for(plan.buckets, dtype, device) for _ in range(2)]
-            for dtype in {b.dtype for b in plan.buckets}
-        }
-        uses = dict.fromkeys(buffers, 0)
-        in_flight: dict[int, torch.distributed.Work] = {}  # buffer id -> the broadcast still reading it
+        pending: list[torch.distributed.Work] = []  # broadcasts straight from parameter storage
+        staging = _StagingBuffers(plan, next(iter(params.values())).device)
         for bucket in plan.buckets:
             members = [params[slot.name] for slot in bucket.slots]
             with deepspeed.zero.GatheredParameters(members, modifier_rank=None, enabled=zero3), torch.no_grad():
                 if self.rank != 0:
                     continue
-                buffer = buffers[bucket.dtype][uses[bucket.dtype] % 2]
-                uses[bucket.dtype] += 1
-                if id(buffer) in in_flight:  # packing the next bucket overlaps the previous broadcast
-                    in_flight.pop(id(buffer)).wait()
-                flat = pack(bucket, params, buffer)
-                in_flight[id(buffer)] = self.group.broadcast_async(flat)
-        for work in in_flight.values():
+                # DeepSpeed ZeRO-1/2 keeps parameters in flat groups: a bucket of neighbours goes without a copy.
+                span = None if zero3 else contiguous_span(members)
+                if span is not None:
+                    pending.append(self.group.broadcast_async(span))
+                else:
+                    buffer = staging.next_free(bucket.dtype)  # packing overlaps the previous bucket's broadcast
+                    staging.hold(buffer, self.group.broadcast_async(pack(bucket, params, buffer)))
+        for work in pending + staging.in_flight():
             work.wait()
         if self.rank == 0:
             self.sent_frozen |= {name for name in plan.names if not params[name].requires_grad}
@@ -82,3 +78,29 @@ class WeightSender:
         if self.group is not None:
             self.group.close()
             self.group = None
+
+
+class _StagingBuffers:
+    """Two packing buffers per dtype, allocated on first use, each reused once its broadcast has finished."""
+
+    def __init__(self, plan: SyncPlan, device: torch.device) -> None:
+        self.plan, self.device = plan, device
+        self.buffers: dict[str, list[torch.Tensor]] = {}
+        self.uses: dict[str, int] = {}
+        self.works: dict[int, torch.distributed.Work] = {}  # id of a buffer -> its broadcast in flight
+
+    def next_free(self, dtype: str) -> torch.Tensor:
+        pair = self.buffers.setdefault(dtype, [])
+        if len(pair) < 2:
+            pair.append(buffer_for(self.plan.buckets, dtype, self.device))
+        buffer = pair[self.uses.get(dtype, 0) % 2]
+        self.uses[dtype] = self.uses.get(dtype, 0) + 1
+        if id(buffer) in self.works:
+            self.works.pop(id(buffer)).wait()
+        return buffer
+
+    def hold(self, buffer: torch.Tensor, work: torch.distributed.Work) -> None:
+        self.works[id(buffer)] = work
+
+    def in_flight(self) -> list[torch.distributed.Work]:
+        return list(self.works.values())

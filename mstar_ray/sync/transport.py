@@ -7,6 +7,7 @@ and vLLM (engine side) each already own in their processes. NCCL on GPUs, gloo o
 from __future__ import annotations
 
 import socket
+import time
 from datetime import timedelta
 
 import torch
@@ -42,6 +43,16 @@ class BroadcastGroup:
         opts = dist.BroadcastOptions()
         opts.rootRank = 0
         return self.group.broadcast([tensor], opts)
+
+    def probe(self, nbytes: int) -> float:
+        """Broadcast one flat buffer of `nbytes` from rank 0 and return the seconds the broadcast took here: the
+        transport's limit, against which syncs are measured. The buffer is allocated and touched before timing."""
+        buffer = torch.full((nbytes,), 1 if self.rank == 0 else 0, dtype=torch.uint8, device=self.device)
+        start = time.perf_counter()
+        self.broadcast_async(buffer).wait()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - start
 
     def close(self) -> None:
         """Drop the group (peers see their connections close)."""

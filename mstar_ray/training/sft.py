@@ -240,6 +240,10 @@ class SFTTrainer:
         """Rank 0: the buckets of the next sync."""
         return self.sender.plan(self._module(), version, bucket_bytes)
 
+    def probe_weight_sync(self, nbytes: int) -> float:
+        """Rank 0: broadcast one flat buffer of `nbytes` over the sync group; returns its seconds."""
+        return self.sender.group.probe(nbytes)
+
     def send_weights(self, plan: SyncPlan) -> int:
         """Broadcast the plan's weights (rank 0; other ranks join ZeRO-3 gathers); returns bytes sent."""
         return self.sender.send(self._module(), plan, self._zero3())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mstar_ray.sync.buckets import buffer_for, pack, plan_buckets, unpack
+from mstar_ray.sync.buckets import buffer_for, contiguous_span, pack, plan_buckets, unpack
 
 
 def _weights() -> dict[str, torch.Tensor]:
@@ -41,3 +41,12 @@ def test_pack_then_unpack_gives_back_every_tensor_exactly() -> None:
     for name, tensor in weights.items():
         assert received[name].shape == tensor.shape and received[name].dtype == tensor.dtype
         assert torch.equal(received[name], tensor)
+
+
+def test_a_bucket_of_neighbours_in_one_flat_storage_is_sent_without_packing() -> None:
+    flat = torch.arange(20, dtype=torch.float32)
+    a, b, c = flat[0:6].view(2, 3), flat[6:10], flat[12:20]  # a and b touch, c starts after a gap
+    span = contiguous_span([a, b])
+    assert span is not None and span.data_ptr() == flat.data_ptr() and torch.equal(span, flat[:10])
+    assert contiguous_span([a, c]) is None and contiguous_span([b, a]) is None  # a gap, or out of order
+    assert contiguous_span([flat[0:4].view(2, 2).t(), flat[4:6]]) is None  # not contiguous itself
