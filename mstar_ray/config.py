@@ -212,7 +212,7 @@ class TrainConfig(Section):
 class SyncConfig(Section):
     bucket_mb: float = Field(default=32.0, gt=0)
     """Size of each flat buffer broadcast from trainer rank 0 to the rollout engines, in MiB."""
-    timeout_s: float = Field(default=600.0, gt=0)
+    timeout_s: float = Field(default=120.0, gt=0)
     """How long a sync (or forming the sync group) may wait for a peer before failing."""
 
 

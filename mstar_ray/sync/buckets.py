@@ -98,14 +98,16 @@ def contiguous_span(tensors: Sequence[torch.Tensor]) -> torch.Tensor | None:
     """A flat view over `tensors` when they lie back to back in one storage, in order (as DeepSpeed's flattened
     ZeRO-1/2 parameter groups do): such a bucket can be broadcast without packing. None otherwise."""
     first = tensors[0]
+    storage = first.untyped_storage()
     end = first.data_ptr()
     for tensor in tensors:
-        if not tensor.is_contiguous() or tensor.dtype != first.dtype or tensor.data_ptr() != end:
+        same_storage = tensor.untyped_storage().data_ptr() == storage.data_ptr()  # adjacent is not enough
+        if not (same_storage and tensor.is_contiguous() and tensor.dtype == first.dtype and tensor.data_ptr() == end):
             return None
         end += tensor.numel() * tensor.element_size()
     numel = sum(t.numel() for t in tensors)
     span = torch.empty(0, dtype=first.dtype, device=first.device)
-    return span.set_(first.untyped_storage(), first.storage_offset(), (numel,))
+    return span.set_(storage, first.storage_offset(), (numel,))
 
 
 def unpack(bucket: Bucket, flat: torch.Tensor) -> list[tuple[str, torch.Tensor]]:

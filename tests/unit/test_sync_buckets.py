@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from mstar_ray.sync.buckets import buffer_for, contiguous_span, pack, plan_buckets, unpack
@@ -50,3 +51,9 @@ def test_a_bucket_of_neighbours_in_one_flat_storage_is_sent_without_packing() ->
     assert span is not None and span.data_ptr() == flat.data_ptr() and torch.equal(span, flat[:10])
     assert contiguous_span([a, c]) is None and contiguous_span([b, a]) is None  # a gap, or out of order
     assert contiguous_span([flat[0:4].view(2, 2).t(), flat[4:6]]) is None  # not contiguous itself
+    # Back to back in memory but two storages (as a checkpoint loaded from one mmap'd file can be): not one span.
+    memory = np.zeros(8, dtype=np.float32)
+    left, right = torch.from_numpy(memory[:4]), torch.from_numpy(memory[4:])
+    assert right.data_ptr() == left.data_ptr() + 16
+    assert left.untyped_storage().data_ptr() != right.untyped_storage().data_ptr()
+    assert contiguous_span([left, right]) is None
