@@ -10,7 +10,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationC
 from mstar_ray.encoding import generation_inputs
 from mstar_ray.records import Prompt, PromptRollouts, Sample
 from mstar_ray.rollout.sampling import SamplingParams
-from mstar_ray.sync.buckets import SyncPlan
+from mstar_ray.sync.buckets import SyncPlan, contiguous_span, lay_out_like
 from mstar_ray.sync.receiver import ReceiveBuffers, ReceiveStats, received_weights, timed_receive
 from mstar_ray.sync.transport import BroadcastGroup
 
@@ -110,10 +110,18 @@ class TransformersRolloutEngine:
         if unknown:
             raise KeyError(f"the rollout model has no parameters named {unknown[:5]}")
 
+        spans = [contiguous_span([params[slot.name] for slot in bucket.slots]) for bucket in plan.buckets]
+
         @torch.no_grad()
         def receive() -> None:
+            if all(span is not None and span.numel() == b.numel for span, b in zip(spans, plan.buckets, strict=True)):
+                # Laid out like the plan's buckets: receive straight into the parameters.
+                for work in [self.sync_group.broadcast_async(span) for span in spans]:
+                    work.wait()
+                return
             for name, tensor in received_weights(self.sync_group, plan, self.sync_buffers):
                 params[name].copy_(tensor)
+            lay_out_like(plan, params)  # so that the next sync with this plan needs no copies
 
         return timed_receive(plan, self.sync_buffers, receive)
 

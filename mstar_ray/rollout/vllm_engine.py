@@ -46,6 +46,9 @@ class VLLMRolloutEngine:
             enforce_eager=options.enforce_eager,
             enable_prefix_caching=options.enable_prefix_caching,
             enable_sleep_mode=options.sleep_while_training and use_gpu,
+            # A chunked prefill rewinds a seeded request's generator, which vLLM's CPU backend cannot do; whole
+            # prefills keep per-request seeds (reproducible samples) working there.
+            enable_chunked_prefill=use_gpu,
             limit_mm_per_prompt={"image": 1},
             worker_extension_cls=EXTENSION,
             **memory,

@@ -110,6 +110,19 @@ def contiguous_span(tensors: Sequence[torch.Tensor]) -> torch.Tensor | None:
     return span.set_(storage, first.storage_offset(), (numel,))
 
 
+@torch.no_grad()
+def lay_out_like(plan: SyncPlan, params: dict[str, torch.Tensor]) -> None:
+    """Move the named parameters into one flat storage per bucket of `plan`, in its order, so that a later sync with
+    the same plan can be received straight into them (`contiguous_span` then finds each bucket)."""
+    for bucket in plan.buckets:
+        first = params[bucket.slots[0].name]
+        flat = torch.empty(bucket.numel, dtype=bucket.torch_dtype, device=first.device)
+        for slot in bucket.slots:
+            view = flat[slot.offset : slot.offset + slot.numel].view(slot.shape)
+            view.copy_(params[slot.name])
+            params[slot.name].data = view  # a tied parameter is one object, so every use follows
+
+
 def unpack(bucket: Bucket, flat: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
     """Views of each named tensor inside a received flat buffer (no copies)."""
     return [(s.name, flat[s.offset : s.offset + s.numel].view(s.shape)) for s in bucket.slots]

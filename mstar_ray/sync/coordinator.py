@@ -63,15 +63,19 @@ class WeightSync:
             version, plan.nbytes, plan.num_tensors, len(plan.buckets), plan.full, seconds, load.load_seconds
         )
 
-    def probe(self, nbytes: int) -> float:
-        """Seconds to broadcast one ready flat buffer of `nbytes` to every engine over the same group (the slowest
-        member's time, the broadcast alone): the transport's limit for a sync of that size."""
-        calls = {self.trainers.names[0]: self.trainers.ranks[0].probe_weight_sync.remote(nbytes)}
-        calls |= {
-            n: w.probe_weight_sync.remote(nbytes) for n, w in zip(self.rollout.names, self.rollout.workers, strict=True)
-        }
-        self._wait(calls, "broadcast probe")
-        return max(ray.get(list(calls.values())))
+    def probe(self, nbytes: int) -> tuple[float, float]:
+        """The transport's limit for a sync of `nbytes`: one flat buffer of that size, made ready beforehand,
+        broadcast to every engine over the same group. Returns the seconds at the driver (timed like `sync`) and
+        the slowest member's seconds inside the broadcast."""
+        timings = []
+        for _ in range(2):  # the first round prepares the buffers
+            start = time.perf_counter()
+            calls = {self.trainers.names[0]: self.trainers.ranks[0].probe_weight_sync.remote(nbytes)}
+            for name, worker in zip(self.rollout.names, self.rollout.workers, strict=True):
+                calls[name] = worker.probe_weight_sync.remote(nbytes)
+            self._wait(calls, "broadcast probe")
+            timings.append((time.perf_counter() - start, max(ray.get(list(calls.values())))))
+        return timings[-1]
 
     def close(self) -> None:
         """Every member leaves the group (best effort: a dead member is skipped)."""

@@ -31,6 +31,7 @@ class BroadcastGroup:
     def __init__(self, host: str, port: int, rank: int, world_size: int, device: torch.device, timeout_s: float):
         timeout = timedelta(seconds=timeout_s)
         self.rank, self.world_size, self.device = rank, world_size, device
+        self.probe_buffer: torch.Tensor | None = None
         # The source hosts the store; every member connects to it and the group forms once all have.
         self.store = dist.TCPStore(host, port, world_size, is_master=rank == 0, timeout=timeout)
         if device.type == "cuda":
@@ -45,11 +46,15 @@ class BroadcastGroup:
         return self.group.broadcast([tensor], opts)
 
     def probe(self, nbytes: int) -> float:
-        """Broadcast one flat buffer of `nbytes` from rank 0 and return the seconds the broadcast took here: the
-        transport's limit, against which syncs are measured. The buffer is allocated and touched before timing."""
-        buffer = torch.full((nbytes,), 1 if self.rank == 0 else 0, dtype=torch.uint8, device=self.device)
+        """Broadcast one ready flat buffer of `nbytes` from rank 0 and return the seconds the broadcast took here:
+        the transport's limit, against which syncs are measured. The first call of a size only prepares the
+        buffer (allocated and touched, so page faults are not timed) and returns 0."""
+        if self.probe_buffer is None or self.probe_buffer.numel() != nbytes:
+            fill = 1 if self.rank == 0 else 0
+            self.probe_buffer = torch.full((nbytes,), fill, dtype=torch.uint8, device=self.device)
+            return 0.0
         start = time.perf_counter()
-        self.broadcast_async(buffer).wait()
+        self.broadcast_async(self.probe_buffer).wait()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - start

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mstar_ray.sync.buckets import buffer_for, contiguous_span, pack, plan_buckets, unpack
+from mstar_ray.sync.buckets import SyncPlan, buffer_for, contiguous_span, lay_out_like, pack, plan_buckets, unpack
 
 
 def _weights() -> dict[str, torch.Tensor]:
@@ -57,3 +57,21 @@ def test_a_bucket_of_neighbours_in_one_flat_storage_is_sent_without_packing() ->
     assert right.data_ptr() == left.data_ptr() + 16
     assert left.untyped_storage().data_ptr() != right.untyped_storage().data_ptr()
     assert contiguous_span([left, right]) is None
+
+
+def test_parameters_laid_out_like_a_plan_receive_without_copies() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    params = dict(model.named_parameters())
+    before = {name: p.detach().clone() for name, p in params.items()}
+    buckets = plan_buckets([(n, tuple(p.shape), p.dtype) for n, p in params.items()], bucket_bytes=64)
+    plan = SyncPlan(1, buckets, names=frozenset(params))
+    assert all(contiguous_span([params[s.name] for s in b.slots]) is None for b in buckets if len(b.slots) > 1)
+    lay_out_like(plan, params)
+    for bucket in buckets:
+        span = contiguous_span([params[s.name] for s in bucket.slots])
+        assert span is not None and span.numel() == bucket.numel
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())  # same values, new home
+    span = contiguous_span([params[s.name] for s in buckets[0].slots])
+    span.fill_(0.5)  # what a broadcast into the span does
+    assert all(bool((params[s.name] == 0.5).all()) for s in buckets[0].slots)
+    assert model(torch.ones(1, 4)).shape == (1, 2)
