@@ -388,6 +388,8 @@ def check_vllm(cfg: MStarConfig) -> None:
     on_gpu = r.gpus_per_rollout_worker > 0
     if not on_gpu and v.kv_cache_gib is None:
         raise ValueError("rollout.vllm.kv_cache_gib must be set for vLLM on the CPU (for example 1)")
+    if not on_gpu and v.sleep_while_training:
+        raise ValueError("rollout.vllm.sleep_while_training needs GPUs: vLLM's CPU backend has no sleep mode")
     if v.tensor_parallel_size > 1 and r.gpus_per_rollout_worker != v.tensor_parallel_size:
         raise ValueError(
             f"rollout.vllm.tensor_parallel_size={v.tensor_parallel_size} needs resources.gpus_per_rollout_worker="

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import torch
@@ -115,9 +116,11 @@ class TransformersRolloutEngine:
         @torch.no_grad()
         def receive() -> None:
             if all(span is not None and span.numel() == b.numel for span, b in zip(spans, plan.buckets, strict=True)):
-                # Laid out like the plan's buckets: receive straight into the parameters.
+                # Laid out like the plan's buckets: receive straight into the parameters, no loader at all.
+                start = time.perf_counter()
                 for work in [self.sync_group.broadcast_async(span) for span in spans]:
                     work.wait()
+                self.sync_buffers.waiting_seconds = time.perf_counter() - start
                 return
             for name, tensor in received_weights(self.sync_group, plan, self.sync_buffers):
                 params[name].copy_(tensor)

@@ -45,7 +45,7 @@ class VLLMRolloutEngine:
             max_model_len=options.max_model_len,
             enforce_eager=options.enforce_eager,
             enable_prefix_caching=options.enable_prefix_caching,
-            enable_sleep_mode=options.sleep_while_training and use_gpu,
+            enable_sleep_mode=options.sleep_while_training,
             # A chunked prefill rewinds a seeded request's generator, which vLLM's CPU backend cannot do; whole
             # prefills keep per-request seeds (reproducible samples) working there.
             enable_chunked_prefill=use_gpu,
@@ -54,7 +54,7 @@ class VLLMRolloutEngine:
             **memory,
         )
         self.sync_ranks = options.tensor_parallel_size  # members of the sync group this engine brings
-        self.sleeps = options.sleep_while_training and use_gpu  # vLLM's CPU backend has no sleep mode
+        self.sleeps = options.sleep_while_training  # GPUs only (the config check refuses it on the CPU)
         self.weights_version: int | None = 0  # None while a sync is incomplete
 
     def generate(

@@ -79,6 +79,21 @@ def test_missing_required_section_is_named() -> None:
             ["ray.num_cpus=2", "prm.enabled=true"],
             r"needs 3 CPU .*larger of prm_workers=1 x cpus_per_prm_worker and prm\.train\.trainer_ranks=1",
         ),
+        (["rollout.backend=vllm"], r"rollout\.vllm\.kv_cache_gib must be set for vLLM on the CPU"),
+        (
+            ["rollout.backend=vllm", "rollout.vllm.kv_cache_gib=1", "rollout.vllm.sleep_while_training=true"],
+            r"rollout\.vllm\.sleep_while_training needs GPUs",
+        ),
+        (
+            ["rollout.backend=vllm", "rollout.vllm.tensor_parallel_size=2", "resources.gpus_per_rollout_worker=1"],
+            r"tensor_parallel_size=2 needs resources\.gpus_per_rollout_worker=2",
+        ),
+        (
+            ["rollout.backend=vllm", "rollout.vllm.kv_cache_gib=1", "rollout.vllm.max_model_len=512"],
+            r"rollout\.max_new_tokens \(512\) leaves no room .* rollout\.vllm\.max_model_len \(512\)",
+        ),
+        (["rollout.backend=sglang"], r"rollout\.backend: Input should be 'transformers' or 'vllm'"),
+        (["sync.bucket_mb=0"], r"sync\.bucket_mb: Input should be greater than 0"),
     ],
 )
 def test_inconsistent_values_rejected(overrides: list[str], message: str) -> None:
@@ -140,3 +155,12 @@ def test_every_field_is_documented() -> None:
         return missing
 
     assert walk(MStarConfig) == []
+
+
+def test_vllm_backend_without_vllm_installed_fails_naming_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else find_spec(name, *a))
+    with pytest.raises(ConfigError, match=r"rollout\.backend=vllm but vllm is not installed"):
+        load_config(None, BASE + ["rollout.backend=vllm", "rollout.vllm.kv_cache_gib=1"])
