@@ -213,7 +213,8 @@ class SyncConfig(Section):
     bucket_mb: float = Field(default=32.0, gt=0)
     """Size of each flat buffer broadcast from trainer rank 0 to the rollout engines, in MiB."""
     timeout_s: float = Field(default=120.0, gt=0)
-    """How long a sync (or forming the sync group) may wait for a peer before failing."""
+    """Seconds that forming the sync group, or one whole sync, may take before it fails (also each broadcast's own
+    timeout)."""
 
 
 class SeedSFTConfig(Section):
@@ -425,9 +426,23 @@ def required_resources(cfg: MStarConfig, with_trainers: bool = True) -> dict[str
     }
 
 
-def check_fits(cfg: MStarConfig, available: dict[str, float], with_trainers: bool = True) -> None:
-    """Raise naming the resources keys when the actors need more than `available` has."""
+def check_sync_placement(cfg: MStarConfig) -> None:
+    """Rollout engines and trainer ranks share one weight sync group (NCCL or gloo), so both sit on GPUs or both on
+    the CPU."""
     r = cfg.resources
+    if (r.gpus_per_rollout_worker > 0) != (r.gpus_per_trainer > 0):
+        raise ConfigError(
+            "resources.gpus_per_rollout_worker and resources.gpus_per_trainer: rollout workers and trainer ranks "
+            "must both be on GPUs or both on the CPU (the weight sync group uses one backend, NCCL or gloo)"
+        )
+
+
+def check_fits(cfg: MStarConfig, available: dict[str, float], with_trainers: bool = True) -> None:
+    """Raise naming the resources keys when the actors need more than `available` has, or cannot share a weight
+    sync group."""
+    r = cfg.resources
+    if with_trainers:
+        check_sync_placement(cfg)
     for resource, need in required_resources(cfg, with_trainers).items():
         have = available.get(resource, 0.0)
         if need > have + 1e-9:

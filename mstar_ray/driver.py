@@ -182,7 +182,8 @@ class MStarRun:
         timer = PhaseTimer()
         if self.cfg.seed_sft.enabled:
             with timer("seed_sft"):
-                record["seed_sft"] = stages.seed_sft(self.cfg, self.trainers, self.data.seed_cot)
+                with self.rollout.asleep():
+                    record["seed_sft"] = stages.seed_sft(self.cfg, self.trainers, self.data.seed_cot)
                 self.sync()
         if self.cfg.warmup.enabled:
             with timer("warmup"):
@@ -253,10 +254,8 @@ class MStarRun:
             extra |= {"pseudo_labeled_prompts": len(pseudo_labeled), "pseudo_label_accuracy": agreement}
         with timer("select"):
             examples = select_training_examples(rollouts + pseudo_labeled, self.selection, self.rng)
-        with timer("train"):
-            self.rollout.sleep()  # frees the engines' GPU memory when rollout.vllm.sleep_while_training
+        with timer("train"), self.rollout.asleep():
             train = self.train(examples, iteration)
-            self.rollout.wake_up()
         with timer("sync"):
             synced = self.sync()
         with timer("evaluate"):

@@ -6,7 +6,8 @@ calls. Actor handles stay reachable for tests and for fault handling.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import ray
 
@@ -66,12 +67,14 @@ class RolloutGroup:
         ]
         return [group for part in ray.get(refs) for group in part]
 
-    def sleep(self) -> None:
-        """Release the engines' accelerator memory while the trainers train (when configured)."""
+    @contextmanager
+    def asleep(self) -> Iterator[None]:
+        """Release the engines' accelerator memory for the block (when rollout.vllm.sleep_while_training)."""
         ray.get([w.sleep.remote() for w in self.workers])
-
-    def wake_up(self) -> None:
-        ray.get([w.wake_up.remote() for w in self.workers])
+        try:
+            yield
+        finally:
+            ray.get([w.wake_up.remote() for w in self.workers])
 
     def weights_versions(self) -> list[int | None]:
         return ray.get([w.weights_version.remote() for w in self.workers])

@@ -25,7 +25,6 @@ VALUE_HEAD_FILE = "value_head.safetensors"
 PRM_META_FILE = "prm_config.json"
 
 
-# Names of the vision submodule in the VLM families transformers ships (Qwen2-VL, LLaVA, Idefics3, MiniCPM-V, ...)
 @dataclass(frozen=True)
 class StepLabeledExample:
     """A response split into steps with one label in [0, 1] per step, to train the PRM on."""

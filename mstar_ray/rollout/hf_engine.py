@@ -86,8 +86,11 @@ class TransformersRolloutEngine:
         logprobs = None
         if params.logprobs:
             # Log-probabilities of the raw logits (before temperature or filtering), as vLLM reports them.
-            logits = torch.stack(output.logits, dim=1).float()  # (B * n, T_new, V)
-            logprobs = logits.log_softmax(-1).gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)  # (B * n, T_new)
+            steps = [
+                step.float().log_softmax(-1).gather(-1, new_tokens[:, t : t + 1])  # (B * n, 1), one step at a time
+                for t, step in enumerate(output.logits)
+            ]
+            logprobs = torch.cat(steps, dim=1)  # (B * n, T_new)
         results = []
         for i, prompt in enumerate(prompts):
             samples = []
@@ -124,7 +127,8 @@ class TransformersRolloutEngine:
                 return
             for name, tensor in received_weights(self.sync_group, plan, self.sync_buffers):
                 params[name].copy_(tensor)
-            lay_out_like(plan, params)  # so that the next sync with this plan needs no copies
+            lay_out_like(plan, params)  # so that the next sync with this plan needs no copies...
+            self.sync_buffers.kept.clear()  # ...nor these buffers
 
         return timed_receive(plan, self.sync_buffers, receive)
 

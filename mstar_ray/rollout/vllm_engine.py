@@ -7,6 +7,7 @@ a transformers model. Tensor parallelism on GPUs spawns vLLM's own worker proces
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Sequence
 
 from mstar_ray.config import VLLMConfig
@@ -18,6 +19,12 @@ from mstar_ray.sync.buckets import SyncPlan
 from mstar_ray.sync.receiver import ReceiveStats
 
 EXTENSION = "mstar_ray.rollout.vllm_extension.WeightSyncExtension"
+
+
+def request_seed(seed: int, prompt_id: str, prefix: str, copy: int) -> int:
+    """A request's own seed, from what it asks for: samples do not depend on batching or on how prompts are
+    spread over the rollout workers."""
+    return zlib.crc32(f"{seed}|{prompt_id}|{prefix}|{copy}".encode())
 
 
 class VLLMRolloutEngine:
@@ -67,7 +74,7 @@ class VLLMRolloutEngine:
         # vLLM samples greedily only with n=1, so greedy requests are repeated instead.
         copies, per_request = (params.n, 1) if params.greedy else (1, params.n)
         requests, sampling = [], []
-        for i, (prompt, prefix) in enumerate(zip(prompts, prefixes, strict=True)):
+        for prompt, prefix in zip(prompts, prefixes, strict=True):
             request = {
                 "prompt": prompt_text(self.processor, prompt.question) + prefix,
                 "multi_modal_data": {"image": load_image(prompt.image_path)},
@@ -81,7 +88,7 @@ class VLLMRolloutEngine:
                         top_p=params.top_p,
                         top_k=params.top_k,
                         max_tokens=params.max_new_tokens,
-                        seed=params.seed + i * copies + copy,  # per request: results do not depend on batching
+                        seed=request_seed(params.seed, prompt.id, prefix, copy),
                         logprobs=0 if params.logprobs else None,
                     )
                 )

@@ -38,27 +38,32 @@ class WeightSync:
 
     def __init__(self, cfg: SyncConfig, trainers, rollout) -> None:
         self.cfg, self.trainers, self.rollout = cfg, trainers, rollout
-        engine_ranks = ray.get([w.sync_ranks.remote() for w in rollout.workers])
+        forming = "forming the weight sync group"
+        asked = {name: w.sync_ranks.remote() for name, w in zip(rollout.names, rollout.workers, strict=True)}
+        ranks = self._wait(asked, forming)
+        engine_ranks = [ranks[name] for name in rollout.names]
         self.world_size = 1 + sum(engine_ranks)
         firsts = [1 + offset for offset in itertools.accumulate([0, *engine_ranks[:-1]])]
-        host, port = ray.get(trainers.ranks[0].rendezvous_address.remote())
+        address = {trainers.names[0]: trainers.ranks[0].rendezvous_address.remote()}
+        host, port = self._wait(address, forming)[trainers.names[0]]
         source = trainers.ranks[0].join_weight_sync.remote(host, port, self.world_size, cfg.timeout_s)
         calls = {trainers.names[0]: source}
         for name, worker, first in zip(rollout.names, rollout.workers, firsts, strict=True):
             calls[name] = worker.join_weight_sync.remote(host, port, self.world_size, first, cfg.timeout_s)
-        self._wait(calls, "forming the weight sync group")
+        self._wait(calls, forming)
 
     def sync(self, version: int) -> SyncStats:
         """Send the trainers' current weights as `version`; every engine holds them when this returns."""
         start = time.perf_counter()
         bucket_bytes = int(self.cfg.bucket_mb * 2**20)
-        plan = ray.get(self.trainers.ranks[0].plan_weight_sync.remote(version, bucket_bytes))
+        planned = {self.trainers.names[0]: self.trainers.ranks[0].plan_weight_sync.remote(version, bucket_bytes)}
+        plan = self._wait(planned, f"planning weight sync v{version}")[self.trainers.names[0]]
         trainers, rollout = self.trainers, self.rollout
         calls = {name: r.send_weights.remote(plan) for name, r in zip(trainers.names, trainers.ranks, strict=True)}
         calls |= {name: w.receive_weights.remote(plan) for name, w in zip(rollout.names, rollout.workers, strict=True)}
-        self._wait(calls, f"weight sync v{version}")
+        results = self._wait(calls, f"weight sync v{version}")
         seconds = time.perf_counter() - start
-        load = max(ray.get([calls[name] for name in rollout.names]), key=lambda stats: stats.load_seconds)
+        load = max((results[name] for name in rollout.names), key=lambda stats: stats.load_seconds)
         return SyncStats(
             version, plan.nbytes, plan.num_tensors, len(plan.buckets), plan.full, seconds, load.load_seconds
         )
@@ -73,8 +78,8 @@ class WeightSync:
             calls = {self.trainers.names[0]: self.trainers.ranks[0].probe_weight_sync.remote(nbytes)}
             for name, worker in zip(self.rollout.names, self.rollout.workers, strict=True):
                 calls[name] = worker.probe_weight_sync.remote(nbytes)
-            self._wait(calls, "broadcast probe")
-            timings.append((time.perf_counter() - start, max(ray.get(list(calls.values())))))
+            results = self._wait(calls, "broadcast probe")
+            timings.append((time.perf_counter() - start, max(results.values())))
         return timings[-1]
 
     def close(self) -> None:
@@ -83,14 +88,15 @@ class WeightSync:
         calls += [w.leave_weight_sync.remote() for w in self.rollout.workers]
         ray.wait(calls, num_returns=len(calls), timeout=30)
 
-    def _wait(self, calls: dict[str, ray.ObjectRef], what: str) -> None:
-        """Wait for every call; raise naming each actor whose call failed or did not finish in time."""
+    def _wait(self, calls: dict[str, ray.ObjectRef], what: str) -> dict:
+        """Wait for every call (at most sync.timeout_s); return the results by actor name, or raise naming each
+        actor whose call failed or did not finish in time."""
         refs = list(calls.values())
         ray.wait(refs, num_returns=len(refs), timeout=self.cfg.timeout_s + 30)
-        failures = []
+        failures, results = [], {}
         for name, ref in calls.items():
             try:
-                ray.get(ref, timeout=0)
+                results[name] = ray.get(ref, timeout=0)
             except ray.exceptions.GetTimeoutError:
                 failures.append(f"{name}: no answer within sync.timeout_s={self.cfg.timeout_s:g}s")
             except ray.exceptions.RayActorError as err:
@@ -99,6 +105,7 @@ class WeightSync:
                 failures.append(f"{name}: {_first_line(err)}")
         if failures:
             raise WeightSyncError(f"{what} failed on " + "; ".join(failures))
+        return results
 
 
 def _first_line(err: Exception) -> str:

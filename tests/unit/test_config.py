@@ -85,7 +85,12 @@ def test_missing_required_section_is_named() -> None:
             r"rollout\.vllm\.sleep_while_training needs GPUs",
         ),
         (
-            ["rollout.backend=vllm", "rollout.vllm.tensor_parallel_size=2", "resources.gpus_per_rollout_worker=1"],
+            [
+                "rollout.backend=vllm",
+                "rollout.vllm.tensor_parallel_size=2",
+                "resources.gpus_per_rollout_worker=1",
+                "resources.gpus_per_trainer=1",
+            ],
             r"tensor_parallel_size=2 needs resources\.gpus_per_rollout_worker=2",
         ),
         (
@@ -102,10 +107,18 @@ def test_inconsistent_values_rejected(overrides: list[str], message: str) -> Non
 
 
 def test_check_fits_against_cluster_resources() -> None:
-    cfg = load_config(None, BASE + ["resources.trainer_ranks=2", "resources.gpus_per_trainer=1"])
-    check_fits(cfg, {"CPU": 8, "GPU": 2})
-    with pytest.raises(ConfigError, match=r"needs 2 GPU .* has 1"):
-        check_fits(cfg, {"CPU": 8, "GPU": 1})
+    gpus = ["resources.trainer_ranks=2", "resources.gpus_per_trainer=1", "resources.gpus_per_rollout_worker=1"]
+    cfg = load_config(None, BASE + gpus)
+    check_fits(cfg, {"CPU": 8, "GPU": 3})
+    with pytest.raises(ConfigError, match=r"needs 3 GPU .* has 2"):
+        check_fits(cfg, {"CPU": 8, "GPU": 2})
+
+
+def test_trainers_and_rollout_engines_on_different_devices_cannot_sync() -> None:
+    cfg = load_config(None, BASE + ["resources.gpus_per_trainer=1"])  # rollout stays on the CPU
+    with pytest.raises(ConfigError, match=r"must both be on GPUs or both on the CPU"):
+        check_fits(cfg, {"CPU": 8, "GPU": 8})
+    check_fits(cfg, {"CPU": 8, "GPU": 8}, with_trainers=False)  # `mstar eval` starts no trainers
 
 
 def test_prm_actors_count_at_their_peak() -> None:
