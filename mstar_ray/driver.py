@@ -17,8 +17,6 @@ from mstar_ray.config import (
     ConfigError,
     MStarConfig,
     TrainingMode,
-    check_fits,
-    check_prm_training_fits,
 )
 from mstar_ray.data.llava import load_prompts
 from mstar_ray.evaluation import EvalResult, evaluate
@@ -29,6 +27,7 @@ from mstar_ray.prm.labeling import read_step_labels
 from mstar_ray.prm.pipeline import label_prompts, train_prm
 from mstar_ray.pseudo_labels import apply_pseudo_labels
 from mstar_ray.records import Prompt, PromptRollouts, TrainExample
+from mstar_ray.resources import check_fits, check_prm_training_fits
 from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.run_dir import RunDir
 from mstar_ray.selection import SelectionSpec, select_training_examples

@@ -11,12 +11,10 @@ from mstar_ray.config import (
     MStarConfig,
     SelectionRule,
     TrainingMode,
-    check_fits,
-    check_prm_training_fits,
     config_to_yaml,
     load_config,
-    required_resources,
 )
+from mstar_ray.resources import check_fits, check_prm_training_fits, required_resources
 
 BASE = ["model.path=/m", "data.labeled=l.json", "data.validation=v.json", "data.test=t.json"]
 
