@@ -17,13 +17,6 @@ from mstar_ray.run_dir import RunDir
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
-
-
 def _config(data: dict[str, Path], model: Path, out: Path, *extra: str):
     """Two trainer ranks and one rollout worker by default; `extra` overrides win."""
     return load_config(

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import ray
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModel
@@ -21,13 +20,6 @@ from mstar_ray.run_dir import RunDir
 
 pytestmark = pytest.mark.slow
 N = 2  # completions per step prefix
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

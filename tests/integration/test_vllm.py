@@ -23,13 +23,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 LOGPROB_TOLERANCE = 1e-3  # float32 on both sides; differences come from kernel summation order
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
-
-
 def _config(data: dict[str, Path], model: Path, *extra: str):
     return load_config(
         None,

@@ -22,13 +22,6 @@ from mstar_ray.sync.transport import WeightSyncError
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
-
-
 def _config(data: dict[str, Path], model: Path, *extra: str):
     return load_config(
         None,
