@@ -9,34 +9,26 @@ import sys
 from pathlib import Path
 
 from mstar_ray.config import config_to_yaml, load_config
+from mstar_ray.report import results_table as _results_table  # cmd_run prints the test results with it
+from mstar_ray.report import write_report
 
 log = logging.getLogger("mstar")
-
-
-def _results_table(summary: dict) -> str:
-    pre, final = summary.get("pre_evolved"), summary.get("final")
-    if not pre or not final:
-        return ""
-    k = final["k"]
-    rows = [
-        ("greedy accuracy", "greedy_accuracy"),
-        (f"Pass@{k}", "pass_at_k"),
-        (f"Pass@{k} - greedy", "pass_at_k_minus_greedy"),
-    ]
-    lines = ["| test split | pre-evolved | M-STaR | change |", "| --- | ---: | ---: | ---: |"]
-    for label, key in rows:
-        lines.append(f"| {label} | {pre[key]:.3f} | {final[key]:.3f} | {final[key] - pre[key]:+.3f} |")
-    return "\n".join(lines)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from mstar_ray.driver import run_mstar
 
-    cfg = load_config(args.config, args.overrides)
+    if (args.config is None) == (args.resume is None):
+        raise ValueError("give either --config (a new run) or --resume RUN_DIR (continue a stopped run)")
+    config = args.config or Path(args.resume) / "config.yaml"
+    if args.resume and not Path(config).is_file():
+        raise FileNotFoundError(f"{args.resume} is not a run directory (no config.yaml)")
+    cfg = load_config(config, args.overrides)
     print(config_to_yaml(cfg), flush=True)
-    summary = run_mstar(cfg)
+    summary = run_mstar(cfg, resume=args.resume)
     print(_results_table(summary))
-    print(f"wall time {summary['wall_seconds']} s; run directory {Path(cfg.run.output_dir) / cfg.run.name}")
+    run_dir = args.resume or Path(cfg.run.output_dir) / cfg.run.name
+    print(f"wall time {summary['wall_seconds']} s; run directory {run_dir}")
     return 0
 
 
@@ -124,11 +116,18 @@ def cmd_make_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the report of a run directory and print its path."""
+    print(write_report(args.run_dir, args.out, args.format))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mstar", description="M-STaR self-evolving training on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="seed SFT / warm-up, M-STaR iterations, test evaluation")
-    run.add_argument("--config", required=True, help="YAML config file")
+    run.add_argument("--config", help="YAML config file of a new run")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its latest checkpoint")
     run.add_argument("overrides", nargs="*", help="key.sub=value overrides")
     run.set_defaults(func=cmd_run)
     ev = sub.add_parser("eval", help="greedy accuracy and Pass@K of model.path on a split")
@@ -169,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--out", required=True)
     model.add_argument("--seed", type=int, default=0)
     model.set_defaults(func=cmd_make_model)
+    report = sub.add_parser("report", help="write a self-contained report (HTML or Markdown) of a run directory")
+    report.add_argument("run_dir", help="run directory (run.output_dir/run.name)")
+    report.add_argument("--format", default="html", choices=["html", "md"])
+    report.add_argument("--out", help="file to write (default: RUN_DIR/report.html or report.md)")
+    report.set_defaults(func=cmd_report)
     return parser
 
 
