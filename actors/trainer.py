@@ -64,6 +64,15 @@ class TrainerRank:
     def leave_weight_sync(self) -> None:
         self.trainer.sender.close()
 
+    def save_state(self, out_dir: str) -> None:
+        self.trainer.save_state(out_dir)
+
+    def load_state(self, in_dir: str) -> None:
+        self.trainer.load_state(in_dir)
+
+    def has_stage(self) -> bool:
+        return self.trainer.engine is not None
+
     def save_pretrained(self, out_dir: str) -> None:
         self.trainer.save_pretrained(out_dir)
 

@@ -32,6 +32,15 @@ class OnBadRow(str, Enum):
     ERROR = "error"
 
 
+class PlacementStrategy(str, Enum):
+    """How a run's placement group lays its bundles over the nodes (Ray's placement group strategies)."""
+
+    PACK = "PACK"
+    SPREAD = "SPREAD"
+    STRICT_PACK = "STRICT_PACK"
+    STRICT_SPREAD = "STRICT_SPREAD"
+
+
 class RolloutBackend(str, Enum):
     """Rollout engine implementations."""
 
@@ -149,6 +158,12 @@ class ResourcesConfig(Section):
     """GPUs per PRM actor (0: CPU)."""
     torch_threads: int = Field(default=0, ge=0)
     """Torch threads per CPU actor (0: its CPU reservation rounded up; more can pay, as phases alternate)."""
+    placement: PlacementStrategy = Field(default=PlacementStrategy.PACK, strict=False)
+    """Placement group strategy for the actors' bundles: PACK, SPREAD, STRICT_PACK or STRICT_SPREAD."""
+    colocate: bool = False
+    """One bundle per index i holding rollout-i, trainer-i and prm-i (share a GPU with fractional gpus_per_*)."""
+    placement_timeout_s: float = Field(default=60.0, gt=0)
+    """Seconds to wait for the placement group before failing with what is missing."""
 
 
 class VLLMConfig(Section):
@@ -321,7 +336,29 @@ class CheckpointConfig(Section):
     every: int = Field(default=1, ge=0)
     """Save the policy every N iterations (0: only the final one)."""
     keep_last: int = Field(default=2, ge=1)
-    """Iteration checkpoints kept on disk."""
+    """Iteration checkpoints kept on disk, besides the best one."""
+    best_metric: str = "val_greedy_accuracy"
+    """Validation figure (a metrics.jsonl key, higher is better) choosing the best checkpoint, kept as `best`."""
+
+
+class FaultConfig(Section):
+    max_actor_restarts: int = Field(default=3, ge=0)
+    """Restarts allowed per rollout or PRM actor over a run (0: a dead actor stops the run)."""
+    max_trainer_rebuilds: int = Field(default=2, ge=0)
+    """Times the trainer group may be rebuilt from the last checkpoint after a rank dies."""
+
+
+class MonitorConfig(Section):
+    progress: bool = True
+    """Progress bars in the driver's log (what `ray job logs -f` shows)."""
+    ray_metrics: bool = True
+    """Export the run's figures through ray.util.metrics to Ray's Prometheus endpoint."""
+    tensorboard: bool = True
+    """Write TensorBoard event files to the run directory's tensorboard/ folder."""
+    wandb_project: str | None = None
+    """Log to this Weights & Biases project (needs `wandb` installed)."""
+    mlflow_experiment: str | None = None
+    """Log to this MLflow experiment (needs `mlflow` installed; MLFLOW_TRACKING_URI picks the server)."""
 
 
 class MStarConfig(Section):
@@ -341,6 +378,8 @@ class MStarConfig(Section):
     prm: PRMConfig = PRMConfig()
     temperature: TemperatureConfig = TemperatureConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+    fault: FaultConfig = FaultConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
     @model_validator(mode="after")
     def validate_all(self) -> MStarConfig:
@@ -376,6 +415,10 @@ class MStarConfig(Section):
             raise ValueError("model.dtype float16 is not supported for training; use bfloat16")
         if self.rollout.backend == RolloutBackend.VLLM:
             check_vllm(self)
+        check_layout(self)
+        for key, package in (("monitor.wandb_project", "wandb"), ("monitor.mlflow_experiment", "mlflow")):
+            if getattr(self.monitor, key.split(".")[1]) and importlib.util.find_spec(package) is None:
+                raise ValueError(f"{key} is set but `{package}` is not installed (pip install {package})")
         if self.ray.address is not None and self.ray.num_cpus is not None:
             raise ValueError("ray.num_cpus applies only to an in-process Ray (ray.address: null)")
         if self.ray.num_cpus is not None:
@@ -383,6 +426,21 @@ class MStarConfig(Section):
 
             check_fits(self, {"CPU": float(self.ray.num_cpus)})
         return self
+
+
+def check_layout(cfg: MStarConfig) -> None:
+    """Colocated bundles pair rollout-i with trainer-i (and prm-i), so the counts must line up."""
+    r = cfg.resources
+    if r.colocate and r.rollout_workers != r.trainer_ranks:
+        raise ValueError(
+            f"resources.colocate needs resources.rollout_workers ({r.rollout_workers}) equal to "
+            f"resources.trainer_ranks ({r.trainer_ranks}): bundle i holds rollout-i and trainer-i"
+        )
+    if r.colocate and cfg.prm.enabled and r.prm_workers > r.trainer_ranks:
+        raise ValueError(
+            f"resources.colocate needs resources.prm_workers ({r.prm_workers}) at most resources.trainer_ranks "
+            f"({r.trainer_ranks}): prm-i shares bundle i"
+        )
 
 
 def check_vllm(cfg: MStarConfig) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import random
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import ray
 
@@ -20,8 +23,10 @@ from mstar_ray.config import (
 )
 from mstar_ray.data.llava import load_prompts
 from mstar_ray.evaluation import EvalResult, evaluate
-from mstar_ray.groups import PRMGroup, RolloutGroup, TrainerGroup
+from mstar_ray.groups import PRMGroup, RolloutGroup, TrainerGroup, dead_actors
 from mstar_ray.metrics import mark_correct, mean_response_tokens, pass_at_k, sample_accuracy
+from mstar_ray.monitor import Monitor
+from mstar_ray.placement import Placement
 from mstar_ray.plots import plot_dynamics
 from mstar_ray.prm.labeling import read_step_labels
 from mstar_ray.prm.pipeline import label_prompts, train_prm
@@ -31,7 +36,9 @@ from mstar_ray.resources import check_fits, check_prm_training_fits
 from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.run_dir import RunDir
 from mstar_ray.selection import SelectionSpec, select_training_examples
+from mstar_ray.state import TRAINER_STATE_DIR, DriverState, rng_to_json
 from mstar_ray.sync.coordinator import SyncStats, WeightSync
+from mstar_ray.sync.transport import WeightSyncError
 from mstar_ray.temperature import search_temperature
 
 log = logging.getLogger("mstar")
@@ -82,6 +89,14 @@ class PromptCursor:
         random.Random(self.seed * 100_003 + epoch).shuffle(order)
         return order
 
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def restore(self, state: dict[str, int]) -> None:
+        """Continue from a saved position (same prompts, interval and seed)."""
+        self.epoch, self.position = state["epoch"], state["position"]
+        self._order = self._shuffled(self.epoch)
+
     def next_interval(self) -> list[Prompt]:
         """The next `interval` share of the prompts, continuing into a new epoch when needed."""
         batch: list[Prompt] = []
@@ -111,10 +126,14 @@ class PhaseTimer:
 
 
 def connect_ray(cfg: MStarConfig, with_trainers: bool = True, prm_training_only: bool = False) -> None:
-    """Join the configured cluster or start Ray in this process, then check the actors fit."""
+    """Join the configured cluster (or the one this job was submitted to) or start Ray in this process, then check
+    the actors fit."""
     if not ray.is_initialized():
         if cfg.ray.address:
             ray.init(address=cfg.ray.address)
+        elif os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`, or pointed at a cluster by the environment
+            log.info("joining the Ray cluster at RAY_ADDRESS=%s (ray.num_cpus is not used)", os.environ["RAY_ADDRESS"])
+            ray.init()
         else:  # a single-node Ray inside this process: keep it on loopback
             ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
     if prm_training_only:
@@ -124,14 +143,29 @@ def connect_ray(cfg: MStarConfig, with_trainers: bool = True, prm_training_only:
 
 
 class MStarRun:
-    """One run: the actor groups, the data, the run directory, and the loop over iterations."""
+    """One run: the actor groups, the data, the run directory, and the loop over iterations.
 
-    def __init__(self, cfg: MStarConfig, run: RunDir, data: Datasets) -> None:
-        self.cfg, self.run_dir, self.data = cfg, run, data
+    With `resume`, a checkpoint holding a driver state, the run continues after that checkpoint's iteration: the
+    trainers take its DeepSpeed state, the engines its weights, and the cursors, RNG, temperature and journals
+    are put back as they were.
+    """
+
+    def __init__(
+        self,
+        cfg: MStarConfig,
+        run: RunDir,
+        data: Datasets,
+        placement: Placement | None = None,
+        resume: Path | None = None,
+    ) -> None:
+        self.cfg, self.run_dir, self.data, self.placement = cfg, run, data, placement
         run.write_json("data_report.json", data.reports)
-        self.rollout = RolloutGroup(cfg, cfg.model.path)
-        self.trainers = TrainerGroup(cfg, cfg.model.path)
+        self.optim = stages.optim_spec(cfg, cfg.train.lr)
+        state = DriverState.read(resume) if resume else None
+        self.rollout = RolloutGroup(cfg, cfg.model.path, placement)
+        self.trainers = self.start_trainers(resume, state.stage_started if state else False)
         self.weight_sync = WeightSync(cfg.sync, self.trainers, self.rollout)
+        self.rollout.set_after_restart(self.resync_rollout)
         self.prm: PRMGroup | None = None  # started after pre-evolution, when the PRM exists
         self.cursor = PromptCursor(data.labeled, cfg.loop.interval, cfg.run.seed)
         self.unlabeled = PromptCursor(data.unlabeled, cfg.loop.interval, cfg.run.seed + 1) if data.unlabeled else None
@@ -139,9 +173,47 @@ class MStarRun:
         self.weights_version = 0
         self.total_train_steps = 0
         self.temperature = cfg.rollout.temperature  # moved by the automatic temperature search
-        self.optim = stages.optim_spec(cfg, cfg.train.lr)
+        self.stage_started = False  # the self-evolving optimizer stage (continuous mode: one for the whole loop)
+        self.trainer_rebuilds = 0
+        self.best: dict | None = None
+        self.first_iteration = 1
         lp = cfg.loop
         self.selection = SelectionSpec(lp.selection, lp.top_k, lp.score_threshold, cfg.prm.aggregation)
+        self.monitor = Monitor(cfg, run.path)
+        self.resumed_from = resume
+        if resume is not None:
+            self.restore(resume, state)
+
+    def start_trainers(self, checkpoint: Path | None, stage_started: bool) -> TrainerGroup:
+        """Trainer ranks from model.path, or rebuilt from a checkpoint: the pre-evolved weights (the ReST-EM base),
+        then the checkpoint's DeepSpeed state when a stage was live."""
+        if checkpoint is None:
+            return TrainerGroup(self.cfg, self.cfg.model.path, placement=self.placement)
+        trainers = TrainerGroup(self.cfg, str(self.run_dir.checkpoints / "pre_evolved"), placement=self.placement)
+        trainers.snapshot_base()
+        if stage_started:
+            trainers.start_stage(self.optim)
+            trainers.load_state(str(checkpoint / TRAINER_STATE_DIR))
+        return trainers
+
+    def restore(self, checkpoint: Path, state: DriverState) -> None:
+        """Put the loop back where `checkpoint` left it and give every engine its weights."""
+        self.cursor.restore(state.cursor)
+        if self.unlabeled is not None and state.unlabeled_cursor is not None:
+            self.unlabeled.restore(state.unlabeled_cursor)
+        self.rng.setstate(state.rng_state())
+        self.temperature, self.total_train_steps = state.temperature, state.total_train_steps
+        self.stage_started, self.best = state.stage_started, state.best
+        self.trainer_rebuilds = state.recoveries.get("trainer_rebuilds", 0)
+        for group in (self.rollout,):
+            group.restarts.update({k: v for k, v in state.recoveries.items() if k in group.names})
+        self.run_dir.restore_journals(checkpoint)
+        self.first_iteration = state.iteration + 1
+        self.sync(version=state.weights_version)  # the engines hold the checkpoint's weights, under its version
+        if self.cfg.prm.enabled:
+            self.prm = PRMGroup(self.cfg, self.cfg.prm.path or str(self.run_dir.path / "prm"), self.placement)
+            self.prm.restarts.update({k: v for k, v in state.recoveries.items() if k in self.prm.names})
+        log.info("resumed from %s after iteration %d (weights v%d)", checkpoint, state.iteration, self.weights_version)
 
     def sampling(self, iteration: int) -> SamplingParams:
         """The rollout sampling settings of one iteration, at the current temperature."""
@@ -152,16 +224,24 @@ class MStarRun:
     def run(self) -> dict:
         """Pre-evolve, evaluate, iterate, evaluate again; returns the summary written to summary.json."""
         start = time.perf_counter()
-        self.pre_evolve()
-        pre_test = self.evaluate_test("pre-evolved")
-        if self.cfg.loop.mode == TrainingMode.CONTINUOUS:
+        resumed = self.resumed_from is not None
+        if not resumed:
+            self.pre_evolve()
+            pre_test = self.evaluate_test("pre-evolved")
+            self.run_dir.write_json("pre_evolved_test.json", pre_test.to_dict() if pre_test else None)
+            self.write_state(self.run_dir.checkpoints / "pre_evolved", 0)
+        pre_test_dict = json.loads((self.run_dir.path / "pre_evolved_test.json").read_text())
+        if self.cfg.loop.mode == TrainingMode.CONTINUOUS and not self.stage_started:
             self.trainers.start_stage(self.optim)
-        for iteration in range(1, self.cfg.loop.iterations + 1):
-            if self.cfg.temperature.auto and (iteration - 1) % self.cfg.temperature.every == 0:
-                self.tune_temperature(iteration)
-            self.iterate(iteration)
-        final_test = self.evaluate_test("final") if self.cfg.loop.iterations else pre_test
+            self.stage_started = True
+        with self.monitor.iterations(self.first_iteration - 1) as progress:
+            for iteration in range(self.first_iteration, self.cfg.loop.iterations + 1):
+                if self.cfg.temperature.auto and (iteration - 1) % self.cfg.temperature.every == 0:
+                    self.tune_temperature(iteration)
+                progress(self.iterate(iteration))
+        final_test = self.evaluate_test("final") if self.cfg.loop.iterations else None
         self.save_checkpoint("final")
+        final = final_test.to_dict() if final_test else pre_test_dict
         summary = {
             "mode": self.cfg.loop.mode.value,
             "iterations": self.cfg.loop.iterations,
@@ -169,10 +249,14 @@ class MStarRun:
             "weights_version": self.weights_version,
             "final_temperature": self.temperature,
             "wall_seconds": round(time.perf_counter() - start, 1),
-            "pre_evolved": pre_test.to_dict() if pre_test else None,
-            "final": final_test.to_dict() if final_test else None,
+            "resumed_after": self.first_iteration - 1 if resumed else None,
+            "recoveries": self.recoveries(),
+            "best_checkpoint": self.best,
+            "pre_evolved": pre_test_dict,
+            "final": final,
         }
         self.run_dir.write_json("summary.json", summary)
+        self.monitor.close()
         return summary
 
     def pre_evolve(self) -> None:
@@ -198,6 +282,7 @@ class MStarRun:
         record |= {"weights_version": self.weights_version, "total_train_steps": 0, "temperature": self.temperature}
         record |= (val.to_dict("val_") if val else {}) | {"seconds": timer.seconds}
         self.run_dir.append_metrics(record)
+        self.monitor.record(record)
 
     def prepare_prm(self) -> dict:
         """Start the PRM actors: from prm.path, or label (or read labels) and train one from the pre-evolved model."""
@@ -212,8 +297,8 @@ class MStarRun:
                 examples = read_step_labels(source)
             path = str(self.run_dir.path / "prm")
             backbone = self.run_dir.path / "checkpoints" / "pre_evolved"
-            report["train"] = train_prm(self.cfg, examples, str(backbone), path, source)
-        self.prm = PRMGroup(self.cfg, path)
+            report["train"] = train_prm(self.cfg, examples, str(backbone), path, source, self.placement)
+        self.prm = PRMGroup(self.cfg, path, self.placement)
         return report | {"path": path}
 
     def tune_temperature(self, iteration: int) -> None:
@@ -235,7 +320,7 @@ class MStarRun:
             }
         )
 
-    def iterate(self, iteration: int) -> None:
+    def iterate(self, iteration: int) -> dict:
         """One self-evolving iteration, each phase timed."""
         timer, params, extra = PhaseTimer(), self.sampling(iteration), {}
         pseudo_labeled: list[PromptRollouts] = []
@@ -253,10 +338,7 @@ class MStarRun:
             extra |= {"pseudo_labeled_prompts": len(pseudo_labeled), "pseudo_label_accuracy": agreement}
         with timer("select"):
             examples = select_training_examples(rollouts + pseudo_labeled, self.selection, self.rng)
-        with timer("train"), self.rollout.asleep():
-            train = self.train(examples, iteration)
-        with timer("sync"):
-            synced = self.sync()
+        train, synced = self.train_and_sync(examples, iteration, timer)
         with timer("evaluate"):
             val = self.evaluate_validation(iteration, params)
         record = {"iteration": iteration, "epoch": self.cursor.epoch, "weights_version": self.weights_version}
@@ -264,11 +346,19 @@ class MStarRun:
         record |= {"sync_bytes": synced.bytes, "sync_gb_per_s": round(synced.gb_per_s, 3), "sync_full": synced.full}
         record |= {"total_train_steps": self.total_train_steps, "seconds": timer.seconds}
         record |= val.to_dict("val_") if val else {}
+        record |= {"recoveries": self.recoveries()}
         self.run_dir.append_metrics(record)
+        self.run_dir.append_record("prompts.jsonl", {"iteration": iteration, "ids": [p.id for p in prompts]})
         plot_dynamics(self.run_dir.read_metrics(), self.run_dir.path / "dynamics.png")
         if self.cfg.checkpoint.every and iteration % self.cfg.checkpoint.every == 0:
-            self.save_checkpoint(f"iter_{iteration:04d}", keep_last=self.cfg.checkpoint.keep_last)
+            name = f"iter_{iteration:04d}"
+            value = record.get(self.cfg.checkpoint.best_metric)
+            if value is not None and (self.best is None or value > self.best["value"]):
+                self.best = {"name": name, "metric": self.cfg.checkpoint.best_metric, "value": value}
+            self.save_checkpoint(name, iteration)
         log.info(progress_line(record))
+        self.monitor.record(record)
+        return record
 
     def mixing_in(self, iteration: int) -> bool:
         """Whether unlabeled prompts join this iteration (after the T_mixin share of the iterations)."""
@@ -301,12 +391,6 @@ class MStarRun:
             "train_tokens": sum(s.response_tokens for s in stats),
         }
 
-    def sync(self) -> SyncStats:
-        """Broadcast trainer rank 0's weights to every rollout engine under a new weights version."""
-        stats = self.weight_sync.sync(self.weights_version + 1)
-        self.weights_version = stats.version
-        return stats
-
     def evaluate_validation(self, iteration: int, params: SamplingParams) -> EvalResult | None:
         every = self.cfg.loop.eval_every
         if not every or (iteration % every and iteration != self.cfg.loop.iterations):
@@ -322,10 +406,113 @@ class MStarRun:
         log.info("%s test: greedy %.3f, Pass@%d %.3f", label, result.greedy_accuracy, result.k, result.pass_at_k)
         return result
 
-    def save_checkpoint(self, name: str, keep_last: int | None = None) -> None:
+    def save_checkpoint(self, name: str, iteration: int | None = None) -> None:
+        """Write a checkpoint atomically: the policy (`save_pretrained`), and for an iteration also the trainers'
+        DeepSpeed state, the journals and the driver state; prune to the last checkpoint.keep_last plus the best."""
         staging = self.run_dir.checkpoint_staging(name)
         self.trainers.save_pretrained(str(staging))
-        self.run_dir.publish_checkpoint(name, keep_last)
+        if iteration is None:
+            self.run_dir.publish_checkpoint(name)
+            return
+        if self.stage_started:
+            self.trainers.save_state(str(staging / TRAINER_STATE_DIR))
+        self.write_state(staging, iteration)
+        keep = self.best["name"] if self.best else None
+        self.run_dir.publish_checkpoint(name, self.cfg.checkpoint.keep_last, keep=keep)
+        if self.best and self.best["name"] == name:
+            self.run_dir.point_best(name)
+
+    def write_state(self, checkpoint: Path, iteration: int) -> None:
+        """The journals, then the driver state (its presence marks the checkpoint resumable)."""
+        self.run_dir.snapshot_journals(checkpoint)
+        DriverState(
+            iteration=iteration,
+            weights_version=self.weights_version,
+            total_train_steps=self.total_train_steps,
+            temperature=self.temperature,
+            cursor=self.cursor.state(),
+            unlabeled_cursor=self.unlabeled.state() if self.unlabeled else None,
+            selection_rng=rng_to_json(self.rng.getstate()),
+            stage_started=self.stage_started,
+            recoveries=self.recoveries(),
+            best=self.best,
+        ).write(checkpoint)
+
+    def recoveries(self) -> dict[str, int]:
+        """Actor restarts by name and trainer group rebuilds, since the run began."""
+        counts = dict(self.rollout.restarts) | (dict(self.prm.restarts) if self.prm else {})
+        return counts | ({"trainer_rebuilds": self.trainer_rebuilds} if self.trainer_rebuilds else {})
+
+    def resync_rollout(self) -> None:
+        """After rollout workers were restarted: form the sync group again and send the current weights."""
+        self.weight_sync.reform()
+        self.weight_sync.sync(self.weights_version)
+
+    def train_and_sync(
+        self, examples: Sequence[TrainExample], iteration: int, timer: PhaseTimer
+    ) -> tuple[dict, SyncStats]:
+        """Train, then sync; a trainer rank that dies makes the group be rebuilt from the last checkpoint and the
+        iteration's training run again (at most fault.max_trainer_rebuilds times over the run)."""
+        train = None
+        while True:
+            try:
+                if train is None:
+                    with timer("train"), self.rollout.asleep():
+                        train = self.train(examples, iteration)
+                with timer("sync"):
+                    return train, self.sync()
+            except (ray.exceptions.RayActorError, WeightSyncError) as err:
+                dead = dead_actors(self.trainers.ranks)
+                if not dead:
+                    raise
+                self.rebuild_trainers([self.trainers.names[i] for i in dead], err)
+                train = None
+
+    def rebuild_trainers(self, dead: list[str], err: Exception) -> None:
+        """Replace the whole trainer group (DeepSpeed ranks cannot rejoin a running group) from the last checkpoint."""
+        self.trainer_rebuilds += 1
+        limit = self.cfg.fault.max_trainer_rebuilds
+        if self.trainer_rebuilds > limit:
+            raise RuntimeError(
+                f"{', '.join(dead)} died; trainer group rebuilt {limit} times already (fault.max_trainer_rebuilds)"
+            ) from err
+        checkpoint = self.run_dir.latest_state()
+        if checkpoint is None:
+            raise RuntimeError(f"{', '.join(dead)} died before the first checkpoint: nothing to rebuild from") from err
+        state = DriverState.read(checkpoint)
+        log.warning(
+            "%s died (%s); rebuilding the trainer group from %s (rebuild %d of at most %d)",
+            ", ".join(dead),
+            type(err).__name__,
+            checkpoint.name,
+            self.trainer_rebuilds,
+            limit,
+        )
+        self.trainers.shutdown()
+        self.trainers = self.start_trainers(checkpoint, state.stage_started)
+        if self.stage_started and not state.stage_started:
+            self.trainers.start_stage(self.optim)
+        self.weight_sync.reform(self.trainers)
+
+    def sync(self, version: int | None = None) -> SyncStats:
+        """Broadcast trainer rank 0's weights to every rollout engine under a new weights version (or `version`).
+        Engines that died are restarted and the group formed again; a dead trainer rank is left to the caller."""
+        version = self.weights_version + 1 if version is None else version
+        while True:
+            try:
+                stats = self.weight_sync.sync(version)
+                break
+            except WeightSyncError as err:
+                if dead_actors(self.trainers.ranks[:1]):
+                    raise
+                dead = dead_actors(self.rollout.workers)
+                if not dead:
+                    raise
+                for i in dead:
+                    self.rollout.restart(i, err)
+                self.weight_sync.reform()
+        self.weights_version = stats.version
+        return stats
 
 
 def rollout_stats(rollouts: Sequence[PromptRollouts], examples: Sequence[TrainExample], params: SamplingParams) -> dict:
@@ -358,16 +545,33 @@ def progress_line(record: dict) -> str:
     return line + f" | seconds {record['seconds']}"
 
 
-def run_mstar(cfg: MStarConfig) -> dict:
-    """Load data, create the run directory, start the actors and run; the entry point of `mstar run`."""
+def run_mstar(cfg: MStarConfig, resume: str | Path | None = None) -> dict:
+    """Load data, create (or reopen, to resume) the run directory, reserve the placement group, start the actors
+    and run; the entry point of `mstar run`."""
     p = cfg.prm
     if p.enabled and p.path is None and p.labels is None and p.label.policy is not None:
         raise ConfigError(
             "prm.label.policy is for `mstar prm label`; `mstar run` labels with its own pre-evolved model. "
             "Unset it, or run `mstar prm label` first and set prm.labels"
         )
+    checkpoint = None
+    if resume is not None:
+        run = RunDir.open(resume)
+        if (run.path / "summary.json").exists():
+            raise ValueError(f"{run.path} finished already (summary.json exists): there is nothing to resume")
+        checkpoint = run.latest_state()
+        if checkpoint is None:
+            raise ValueError(
+                f"{run.path} has no resumable checkpoint (the run stopped before pre-evolution finished); "
+                "start it again with `mstar run --config`"
+            )
     data = load_datasets(cfg)
     connect_ray(cfg)  # before the run directory, so a layout that does not fit never touches an earlier run
-    run = RunDir.create(cfg)
+    placement = Placement(cfg)
+    if resume is None:
+        run = RunDir.create(cfg)
     log.info("run directory %s; prompts loaded: %s", run.path, {s: r["loaded"] for s, r in data.reports.items() if r})
-    return MStarRun(cfg, run, data).run()
+    try:
+        return MStarRun(cfg, run, data, placement, checkpoint).run()
+    finally:
+        placement.remove()

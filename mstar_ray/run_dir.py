@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from mstar_ray.config import ConfigError, MStarConfig, config_to_yaml
+from mstar_ray.state import JOURNALS, STATE_FILE
 
 
 class RunDir:
@@ -29,6 +31,14 @@ class RunDir:
         (run.path / "config.yaml").write_text(config_to_yaml(cfg))
         return run
 
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        """An existing run directory, to resume or report on."""
+        run = cls(path)
+        if not (run.path / "config.yaml").is_file():
+            raise FileNotFoundError(f"{run.path} is not a run directory (no config.yaml)")
+        return run
+
     def write_json(self, name: str, payload: Any) -> Path:
         """Write `payload` as indented JSON to a file of the run directory."""
         out = self.path / name
@@ -39,7 +49,11 @@ class RunDir:
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one line to metrics.jsonl."""
-        with (self.path / "metrics.jsonl").open("a") as f:
+        self.append_record("metrics.jsonl", record)
+
+    def append_record(self, journal: str, record: dict[str, Any]) -> None:
+        """Append one JSON line to a journal file of the run directory."""
+        with (self.path / journal).open("a") as f:
             f.write(json.dumps(record, default=str) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
@@ -55,14 +69,48 @@ class RunDir:
         tmp.mkdir(parents=True)
         return tmp
 
-    def publish_checkpoint(self, name: str, keep_last: int | None = None) -> Path:
-        """Rename a staged checkpoint into place, so a half-written one is never visible, then prune old ones."""
+    def publish_checkpoint(self, name: str, keep_last: int | None = None, keep: str | None = None) -> Path:
+        """Rename a staged checkpoint into place, so a half-written one is never visible, then prune iteration
+        checkpoints beyond the last `keep_last`, sparing `keep` (the best one)."""
         final = self.checkpoints / name
         if final.exists():
             shutil.rmtree(final)
         (self.checkpoints / f".{name}.tmp").rename(final)
         if keep_last is not None:
-            iterations = sorted(p for p in self.checkpoints.glob("iter_*") if p.is_dir())
+            iterations = sorted(p for p in self.checkpoints.glob("iter_*") if p.is_dir() and not p.is_symlink())
             for old in iterations[:-keep_last]:
-                shutil.rmtree(old)
+                if old.name != keep:
+                    shutil.rmtree(old)
         return final
+
+    def point_best(self, name: str) -> None:
+        """Make `checkpoints/best` a link to checkpoint `name` (replaced atomically)."""
+        tmp = self.checkpoints / ".best.tmp"
+        tmp.unlink(missing_ok=True)
+        os.symlink(name, tmp)
+        tmp.replace(self.checkpoints / "best")
+
+    def snapshot_journals(self, checkpoint: Path) -> None:
+        """Copy the per-iteration journals into a checkpoint, so resuming restores them as they were then."""
+        for journal in JOURNALS:
+            source = self.path / journal
+            if source.exists():
+                shutil.copyfile(source, checkpoint / (journal + ".tmp"))
+                (checkpoint / (journal + ".tmp")).replace(checkpoint / journal)
+
+    def restore_journals(self, checkpoint: Path) -> None:
+        """Put back the journals saved in `checkpoint`: records of iterations after it are dropped."""
+        for journal in JOURNALS:
+            saved, current = checkpoint / journal, self.path / journal
+            if saved.exists():
+                shutil.copyfile(saved, current)
+            else:
+                current.unlink(missing_ok=True)
+
+    def latest_state(self) -> Path | None:
+        """The newest checkpoint a run can resume from (it holds a driver state), or None."""
+        candidates = sorted(p for p in self.checkpoints.glob("iter_*") if (p / STATE_FILE).is_file())
+        if candidates:
+            return candidates[-1]
+        pre = self.checkpoints / "pre_evolved"
+        return pre if (pre / STATE_FILE).is_file() else None

@@ -11,6 +11,7 @@ from pathlib import Path
 from mstar_ray.config import MStarConfig
 from mstar_ray.evaluation import Generator
 from mstar_ray.groups import TrainerGroup
+from mstar_ray.placement import Placement
 from mstar_ray.prm.labeling import LabelingSpec, label_steps, write_step_labels
 from mstar_ray.prm.model import StepLabeledExample
 from mstar_ray.records import Prompt
@@ -50,9 +51,15 @@ def label_prompts(cfg: MStarConfig, generator: Generator, labeled: Sequence[Prom
 
 
 def train_prm(
-    cfg: MStarConfig, examples: Sequence[StepLabeledExample], backbone: str, out_dir: str | Path, labels: str
+    cfg: MStarConfig,
+    examples: Sequence[StepLabeledExample],
+    backbone: str,
+    out_dir: str | Path,
+    labels: str,
+    placement: Placement | None = None,
 ) -> dict:
-    """Train a PRM from `backbone` (a policy checkpoint or PRM directory) on step labels and save it to `out_dir`."""
+    """Train a PRM from `backbone` (a policy checkpoint or PRM directory) on step labels and save it to `out_dir`;
+    with a placement group, the ranks take the PRM actors' bundles."""
     t = cfg.prm.train
     start = time.perf_counter()
     meta = {
@@ -63,7 +70,7 @@ def train_prm(
         "responses": len(examples),
         "freeze_vision": t.freeze_vision,
     }
-    group = TrainerGroup(cfg, str(backbone), prm_meta=meta)
+    group = TrainerGroup(cfg, str(backbone), prm_meta=meta, placement=placement)
     try:
         group.start_stage(OptimSpec(t.lr, t.micro_batch_size, zero_stage=cfg.train.zero_stage, grad_clip=1.0))
         stats = group.train(examples, t.epochs, cfg.run.seed)

@@ -38,6 +38,17 @@ class WeightSync:
 
     def __init__(self, cfg: SyncConfig, trainers, rollout) -> None:
         self.cfg, self.trainers, self.rollout = cfg, trainers, rollout
+        self._form()
+
+    def reform(self, trainers=None) -> None:
+        """Form the group again after members were replaced (restarted engines, rebuilt trainers); the next sync
+        then sends every weight."""
+        self.close()
+        self.trainers = trainers or self.trainers
+        self._form()
+
+    def _form(self) -> None:
+        trainers, rollout, cfg = self.trainers, self.rollout, self.cfg
         forming = "forming the weight sync group"
         asked = {name: w.sync_ranks.remote() for name, w in zip(rollout.names, rollout.workers, strict=True)}
         ranks = self._wait(asked, forming)

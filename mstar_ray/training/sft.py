@@ -24,6 +24,8 @@ from mstar_ray.sync.sender import WeightSender
 
 log = logging.getLogger("mstar")
 
+STATE_TAG = "state"  # DeepSpeed checkpoint tag of a trainer state directory
+
 
 @dataclass(frozen=True)
 class DistributedSpec:
@@ -255,6 +257,24 @@ class SFTTrainer:
             return
         self._module().save_pretrained(out_dir, state_dict=weights)
         self.processor.save_pretrained(out_dir)
+
+    def save_state(self, out_dir: str) -> None:
+        """Write the DeepSpeed engine's state (weights, optimizer, LR schedule, step count) and this rank's RNG;
+        every rank writes its own optimizer partition, so `out_dir` must be storage every rank can reach."""
+        if self.engine is None:
+            raise RuntimeError("save_state needs a started stage (start_stage)")
+        rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        self.engine.save_checkpoint(out_dir, tag=STATE_TAG, client_state={"rng": rng}, save_latest=False)
+
+    def load_state(self, in_dir: str) -> None:
+        """Restore what `save_state` wrote into the current stage's engine (start_stage first, same settings)."""
+        if self.engine is None:
+            raise RuntimeError("load_state needs a started stage (start_stage)")
+        path, client = self.engine.load_checkpoint(in_dir, tag=STATE_TAG)
+        if path is None:
+            raise FileNotFoundError(f"no trainer state under {in_dir}")
+        torch.set_rng_state(client["rng"]["torch"])
+        random.setstate(client["rng"]["python"])
 
     def _zero3(self) -> bool:
         """Whether the parameters are partitioned across ranks (ZeRO-3) and must be gathered to be read whole."""

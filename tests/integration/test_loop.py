@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import ray
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoModelForImageTextToText
 
 from mstar_ray.config import load_config
@@ -91,12 +95,49 @@ def test_two_iterations_train_sync_and_write_run_files(ray_cluster, tiny_data, t
     saved = json.loads((run_dir.path / "summary.json").read_text())
     assert saved == summary and saved["weights_version"] == 4
     assert {"greedy_accuracy", "pass_at_k"} <= saved["final"].keys() and saved["pre_evolved"]["prompts"] == 6
-    assert sorted(p.name for p in run_dir.checkpoints.iterdir()) == ["final", "iter_0001", "iter_0002", "pre_evolved"]
+    names = ["best", "final", "iter_0001", "iter_0002", "pre_evolved"]
+    assert sorted(p.name for p in run_dir.checkpoints.iterdir()) == names
+    # `best` links to the first iteration with the highest validation greedy accuracy; iterations are resumable.
+    best = max(lines[1:], key=lambda r: (r["val_greedy_accuracy"], -r["iteration"]))["iteration"]
+    assert (run_dir.checkpoints / "best").resolve() == (run_dir.checkpoints / f"iter_{best:04d}").resolve()
+    assert saved["best_checkpoint"]["name"] == f"iter_{best:04d}"
+    for name in ("iter_0001", "iter_0002"):
+        assert (run_dir.checkpoints / name / "driver_state.json").is_file()
+        assert (run_dir.checkpoints / name / "trainer_state" / "state").is_dir()  # DeepSpeed: optimizer partitions
     assert json.loads((run_dir.path / "data_report.json").read_text())["labeled"]["loaded"] == 24
     # Continuous mode: one optimizer and schedule across iterations; both ranks hold identical weights.
     assert lines[2]["optimizer_steps_in_stage"] == lines[1]["train_steps"] + lines[2]["train_steps"]
     checksums = ray.get([rank.weights_checksum.remote() for rank in loop.trainers.ranks])
     assert checksums[0] == checksums[1]
+    # The figures also went to TensorBoard and to Ray's Prometheus endpoint.
+    events = EventAccumulator(str(run_dir.path / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val_greedy_accuracy")] == [0, 1, 2]
+    assert [e.value for e in events.Scalars("weights_version")] == [2, 3, 4]
+    scraped = scrape_ray_metrics("ray_mstar_weights_version", 'run="loop"', "4.0")
+    assert scraped["ray_mstar_iteration"] == 2.0
+    assert scraped["ray_mstar_val_greedy_accuracy"] == pytest.approx(lines[2]["val_greedy_accuracy"])
+    assert scraped['ray_mstar_phase_seconds{phase="rollout"}'] == pytest.approx(lines[2]["seconds"]["rollout"])
+    assert scraped['ray_mstar_phase_tokens_per_second{phase="rollout"}'] > 0
+
+
+def scrape_ray_metrics(name: str, label: str, value: str, timeout_s: float = 40.0) -> dict[str, float]:
+    """Poll the node's Prometheus endpoint until `name` with `label` reads `value`; return the run's mstar_*
+    samples keyed by name plus their phase label (Ray reports custom metrics every few seconds)."""
+    port = ray.nodes()[0]["MetricsExportPort"]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        samples = {}
+        for line in text.splitlines():
+            if line.startswith("ray_mstar_") and label in line:
+                metric, labels = line.split("{", 1)[0], line.split("{", 1)[1].rsplit("}", 1)[0]
+                phase = re.search(r'phase="(\w+)"', labels)
+                samples[metric + (f'{{phase="{phase.group(1)}"}}' if phase else "")] = float(line.rsplit(" ", 1)[1])
+        if samples.get(name) == float(value):
+            return samples
+        assert time.monotonic() < deadline, f"{name} never read {value}; scraped: {samples}"
+        time.sleep(1)
 
 
 def test_rest_em_with_two_rollout_workers(ray_cluster, tiny_data, tiny_model, tmp_path) -> None:

@@ -1,0 +1,168 @@
+"""Fault tolerance on a real local Ray cluster: actor processes are killed with SIGKILL while they work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import ray
+import torch
+from transformers import AutoProcessor
+
+from mstar_ray.config import load_config
+from mstar_ray.driver import MStarRun, PhaseTimer, connect_ray, load_datasets
+from mstar_ray.groups import PRMGroup
+from mstar_ray.prm.model import ProcessRewardModel
+from mstar_ray.records import PromptRollouts, Sample, TrainExample
+from mstar_ray.rollout.sampling import SamplingParams
+from mstar_ray.run_dir import RunDir
+
+pytestmark = pytest.mark.slow
+
+
+def _config(data: dict[str, Path], model: Path, out: Path, *extra: str):
+    return load_config(
+        None,
+        [
+            f"model.path={model}",
+            f"data.labeled={data['labeled']}",
+            f"data.validation={data['validation']}",
+            f"run.output_dir={out}",
+            "run.name=faults",
+            "loop.eval_test=false",
+            "resources.torch_threads=1",
+            "resources.cpus_per_rollout_worker=0.5",
+            "resources.cpus_per_trainer=0.5",
+            "resources.cpus_per_prm_worker=0.5",
+            "rollout.samples_per_prompt=4",
+            "rollout.max_new_tokens=48",
+            "train.micro_batch_size=4",
+            "loop.iterations=2",
+            "loop.interval=0.25",
+            "loop.selection=all_correct",
+            "monitor.progress=false",
+            *extra,
+        ],
+    )
+
+
+def pid_of(actor: ray.actor.ActorHandle) -> int:
+    return ray.get(actor.__ray_call__.remote(lambda self: os.getpid()))
+
+
+def kill_during(call, actor: ray.actor.ActorHandle, after_s: float):
+    """Run `call()` in a thread and SIGKILL `actor`'s process `after_s` seconds in; returns call's result and the
+    seconds the call took."""
+    pid, out = pid_of(actor), {}
+
+    def target() -> None:
+        start = time.perf_counter()
+        out["result"] = call()
+        out["seconds"] = time.perf_counter() - start
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    time.sleep(after_s)
+    os.kill(pid, signal.SIGKILL)
+    thread.join(timeout=600)
+    assert not thread.is_alive(), "the call did not return after the actor was killed"
+    return out["result"], out["seconds"]
+
+
+def test_rollout_worker_killed_mid_generate_is_restarted_with_current_weights(
+    ray_cluster, tiny_data, tiny_model, tmp_path
+) -> None:
+    cfg = _config(tiny_data, tiny_model, tmp_path, "resources.rollout_workers=2")
+    connect_ray(cfg)
+    loop = MStarRun(cfg, RunDir.create(cfg), load_datasets(cfg))
+    loop.sync()
+    loop.sync()  # weights version 2: a restarted worker must come back at 2, not at the checkpoint's 0
+    prompts = loop.data.labeled * 8  # 192 prompts x 4 samples: long enough to be killed in the middle
+    params = SamplingParams(4, 1.0, 1.0, 0, 48, seed=3)
+    old = loop.rollout.workers[1]
+
+    rollouts, seconds = kill_during(lambda: loop.rollout.generate(prompts, params), old, after_s=1.0)
+
+    assert seconds > 1.0
+    assert loop.recoveries() == {"rollout-1": 1}  # the death was seen inside generate, and counted once
+    assert loop.rollout.workers[1] != old
+    # No prompt lost or counted twice: every prompt once, in order, with its K samples from the current weights.
+    assert [g.prompt.id for g in rollouts] == [p.id for p in prompts]
+    assert all(len(g.samples) == 4 and {s.weights_version for s in g.samples} == {2} for g in rollouts)
+    assert loop.rollout.weights_versions() == [2, 2]
+    trainer = ray.get(loop.trainers.export_weights_ref())
+    restarted = ray.get(loop.rollout.workers[1].state_dict.remote())
+    assert all(torch.equal(restarted[k], trainer[k]) for k in trainer)
+    # The re-sent half equals what the uninterrupted worker would have sampled (seeds follow the prompt).
+    again = loop.rollout.generate(prompts, params)
+    assert [[s.text for s in g.samples] for g in again] == [[s.text for s in g.samples] for g in rollouts]
+
+
+def test_prm_actor_killed_mid_scoring_rescores_its_share(ray_cluster, tiny_data, tiny_model, tmp_path) -> None:
+    prm_dir = tmp_path / "prm"
+    prm = ProcessRewardModel.from_pretrained(tiny_model)
+    prm.save(prm_dir, AutoProcessor.from_pretrained(tiny_model), prm.state_dict(), {"aggregation": "min"})
+    cfg = _config(tiny_data, tiny_model, tmp_path, "prm.enabled=true", f"prm.path={prm_dir}", "resources.prm_workers=2")
+    group = PRMGroup(cfg, str(prm_dir))
+    prompts = load_datasets(cfg).labeled
+
+    def text(i: int) -> str:  # responses of different lengths and steps, so each score belongs to one response
+        return "The grid has red cells.\n\n" * (1 + i % 3) + f"So the answer is {i}.\n\n# Answer\n\n{i}"
+
+    def rollouts() -> list[PromptRollouts]:
+        return [PromptRollouts(p, [Sample(p.id, text(i), 20, True, 1) for i in range(40)]) for p in prompts]
+
+    expected = rollouts()
+    group.score(expected)
+    interrupted = rollouts()
+    old = group.workers[1]
+
+    scored, _ = kill_during(lambda: group.score(interrupted), old, after_s=1.0)
+
+    assert group.restarts == {"prm-1": 1} and group.workers[1] != old
+    assert scored == len(prompts) * 40
+    got = [s.step_scores for g in interrupted for s in g.samples]
+    want = [s.step_scores for g in expected for s in g.samples]
+    assert [len(x) for x in got] == [len(x) for x in want]
+    assert [v for x in got for v in x] == pytest.approx([v for x in want for v in x], abs=1e-5)
+
+
+def test_trainer_rank_death_rebuilds_the_group_from_the_last_checkpoint(
+    ray_cluster, tiny_data, tiny_model, tmp_path
+) -> None:
+    cfg = _config(tiny_data, tiny_model, tmp_path, "resources.trainer_ranks=2", "loop.eval_every=0")
+    connect_ray(cfg)
+    loop = MStarRun(cfg, RunDir.create(cfg), load_datasets(cfg))
+    gold = [
+        TrainExample(p, p.reference)
+        for p in load_datasets(
+            cfg.model_copy(update={"data": cfg.data.model_copy(update={"labeled": str(tiny_data["seed"])})})
+        ).labeled
+    ]
+    loop.pre_evolve()
+    loop.write_state(loop.run_dir.checkpoints / "pre_evolved", 0)
+    loop.trainers.start_stage(loop.optim)
+    loop.stage_started = True
+    first, _ = loop.train_and_sync(gold, 1, PhaseTimer())
+    loop.save_checkpoint("iter_0001", 1)
+    reference, _ = loop.train_and_sync(gold, 2, PhaseTimer())  # iteration 2 without a failure
+    uninterrupted = ray.get(loop.trainers.export_weights_ref())
+    old_ranks = list(loop.trainers.ranks)
+    os.kill(pid_of(old_ranks[1]), signal.SIGKILL)
+
+    again, synced = loop.train_and_sync(gold, 2, PhaseTimer())  # iteration 2 again, losing rank 1 on the way
+
+    assert loop.recoveries() == {"trainer_rebuilds": 1}
+    assert all(new != old for new, old in zip(loop.trainers.ranks, old_ranks, strict=True))
+    # Rebuilt from iteration 1's checkpoint, weights and optimizer state alike, so iteration 2 comes out the same.
+    assert again["optimizer_steps_in_stage"] == reference["optimizer_steps_in_stage"] == 2 * first["train_steps"]
+    assert again["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-5)
+    rebuilt = ray.get(loop.trainers.export_weights_ref())
+    assert all(torch.allclose(rebuilt[k], uninterrupted[k], atol=1e-6) for k in rebuilt)
+    assert synced.full and loop.rollout.weights_versions() == [synced.version]
+    checksums = ray.get([rank.weights_checksum.remote() for rank in loop.trainers.ranks])
+    assert checksums[0] == checksums[1]
