@@ -18,8 +18,8 @@ from pathlib import Path
 
 import ray
 
-from mstar_ray.config import load_config
-from mstar_ray.driver import load_datasets
+from mstar_ray.config_io import load_config
+from mstar_ray.data.splits import load_datasets
 from mstar_ray.groups import RolloutGroup
 from mstar_ray.rollout.sampling import SamplingParams
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import ray
 
 from mstar_ray import stages
-from mstar_ray.config import load_config
+from mstar_ray.config_io import load_config
 from mstar_ray.data.synthetic import corpus_texts
 from mstar_ray.groups import RolloutGroup, TrainerGroup
 from mstar_ray.models.tiny import TinyVLMSpec, build_tiny_vlm

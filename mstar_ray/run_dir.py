@@ -8,7 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from mstar_ray.config import ConfigError, MStarConfig, config_to_yaml
+from mstar_ray.config import ConfigError, MStarConfig
+from mstar_ray.config_io import config_to_yaml
 from mstar_ray.state import JOURNALS, STATE_FILE
 
 

@@ -13,11 +13,14 @@ import ray
 import torch
 from transformers import AutoProcessor
 
-from mstar_ray.config import load_config
-from mstar_ray.driver import MStarRun, PhaseTimer, connect_ray, load_datasets
+from mstar_ray.config_io import load_config
+from mstar_ray.data.splits import load_datasets
+from mstar_ray.driver import MStarRun
 from mstar_ray.groups import PRMGroup
+from mstar_ray.monitor import PhaseTimer
 from mstar_ray.prm.model import ProcessRewardModel
 from mstar_ray.records import PromptRollouts, Sample, TrainExample
+from mstar_ray.resources import connect_ray
 from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.run_dir import RunDir
 

@@ -34,6 +34,7 @@ def head_node():
         "NUM_CPUS": "2",
         "RAY_PORT": str(free_port()),
         "DASHBOARD_PORT": str(dashboard),
+        "METRICS_PORT": str(free_port()),
         "RAY_TEMP_DIR": temp_dir,
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
         "RAY_AUTH_MODE": "token",

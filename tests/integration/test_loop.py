@@ -14,8 +14,10 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoModelForImageTextToText
 
-from mstar_ray.config import load_config
-from mstar_ray.driver import MStarRun, connect_ray, load_datasets
+from mstar_ray.config_io import load_config
+from mstar_ray.data.splits import load_datasets
+from mstar_ray.driver import MStarRun
+from mstar_ray.resources import connect_ray
 from mstar_ray.run_dir import RunDir
 
 pytestmark = pytest.mark.slow

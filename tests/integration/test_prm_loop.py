@@ -11,11 +11,13 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel
 
-from mstar_ray.config import load_config
+from mstar_ray.config_io import load_config
+from mstar_ray.data.splits import load_datasets
 from mstar_ray.data.synthetic import TaskSpec, write_synthetic_dataset
-from mstar_ray.driver import MStarRun, connect_ray, load_datasets
+from mstar_ray.driver import MStarRun
 from mstar_ray.prm.steps import split_steps
 from mstar_ray.records import PromptRollouts, Sample
+from mstar_ray.resources import connect_ray
 from mstar_ray.run_dir import RunDir
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ import ray
 import torch
 from safetensors.torch import load_file
 
-from mstar_ray.config import config_to_yaml, load_config
+from mstar_ray.config_io import config_to_yaml, load_config
 from mstar_ray.driver import run_mstar
 
 pytestmark = pytest.mark.slow

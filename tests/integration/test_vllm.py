@@ -9,10 +9,12 @@ import pytest
 import ray
 
 from mstar_ray import stages
-from mstar_ray.config import load_config
-from mstar_ray.driver import MStarRun, connect_ray, load_datasets
+from mstar_ray.config_io import load_config
+from mstar_ray.data.splits import load_datasets
+from mstar_ray.driver import MStarRun
 from mstar_ray.groups import RolloutGroup, TrainerGroup
 from mstar_ray.records import TrainExample
+from mstar_ray.resources import connect_ray
 from mstar_ray.rollout.hf_engine import TransformersRolloutEngine
 from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.run_dir import RunDir

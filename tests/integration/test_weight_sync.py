@@ -10,8 +10,8 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 from mstar_ray import stages
-from mstar_ray.config import load_config
-from mstar_ray.driver import load_datasets
+from mstar_ray.config_io import load_config
+from mstar_ray.data.splits import load_datasets
 from mstar_ray.groups import RolloutGroup, TrainerGroup
 from mstar_ray.records import TrainExample
 from mstar_ray.rollout.engine import PartialWeightsError

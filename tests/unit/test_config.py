@@ -11,9 +11,8 @@ from mstar_ray.config import (
     MStarConfig,
     SelectionRule,
     TrainingMode,
-    config_to_yaml,
-    load_config,
 )
+from mstar_ray.config_io import config_to_yaml, load_config
 from mstar_ray.resources import check_fits, check_prm_training_fits, required_resources
 
 BASE = ["model.path=/m", "data.labeled=l.json", "data.validation=v.json", "data.test=t.json"]

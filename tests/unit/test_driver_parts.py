@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mstar_ray.config import load_config
-from mstar_ray.driver import PromptCursor
+from mstar_ray.config_io import load_config
+from mstar_ray.data.splits import PromptCursor
 from mstar_ray.records import Prompt
 from mstar_ray.run_dir import RunDir
 from mstar_ray.training.sft import lr_multiplier

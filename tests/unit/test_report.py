@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mstar_ray.cli import main
-from mstar_ray.config import config_from_dict, config_to_yaml
+from mstar_ray.config_io import config_from_dict, config_to_yaml
 from mstar_ray.plots import plot_dynamics
 from mstar_ray.report import results_table, write_report
 

@@ -1,0 +1,80 @@
+"""A run's prompt splits, loaded with skip counts, and the cursor that walks the labeled prompts."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mstar_ray.config import MStarConfig
+from mstar_ray.data.llava import load_prompts
+from mstar_ray.records import Prompt
+
+log = logging.getLogger("mstar")
+
+
+@dataclass
+class Datasets:
+    """The prompt sets of a run."""
+
+    labeled: list[Prompt]
+    validation: list[Prompt]
+    test: list[Prompt]
+    seed_cot: list[Prompt]
+    unlabeled: list[Prompt]
+    reports: dict  # split -> what was loaded and skipped, with reasons
+
+
+def load_datasets(cfg: MStarConfig) -> Datasets:
+    """Load every configured split, counting what was skipped and why."""
+    d = cfg.data
+    loaded, reports = {}, {}
+    for split in ("labeled", "validation", "test", "seed_cot", "unlabeled"):
+        path = getattr(d, split)
+        args = (d.image_root, d.on_bad_row, d.check_images, split != "unlabeled")
+        prompts, report = load_prompts(path, *args) if path else ([], None)
+        if path and not prompts:
+            raise ValueError(f"data.{split}: no usable rows in {path} (skipped: {dict(report.skipped)})")
+        loaded[split], reports[split] = prompts, report.to_dict() if report else None
+        if report and report.skipped:
+            log.warning("data.%s: skipped %s", split, dict(report.skipped))
+    if cfg.seed_sft.enabled and not any(p.reference for p in loaded["seed_cot"]):
+        raise ValueError(f"data.seed_cot: no row of {d.seed_cot} has a '# Answer' chain of thought to train on")
+    loaded["validation"] = loaded["validation"][: d.max_validation]
+    return Datasets(**loaded, reports=reports)
+
+
+class PromptCursor:
+    """Walks the labeled prompts in shuffled order, one interval per iteration, reshuffling each epoch."""
+
+    def __init__(self, prompts: Sequence[Prompt], interval: float, seed: int) -> None:
+        self.prompts, self.seed = list(prompts), seed
+        self.per_iteration = max(1, round(interval * len(prompts)))
+        self.epoch, self.position = 0, 0
+        self._order = self._shuffled(0)
+
+    def _shuffled(self, epoch: int) -> list[Prompt]:
+        order = list(self.prompts)
+        random.Random(self.seed * 100_003 + epoch).shuffle(order)
+        return order
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def restore(self, state: dict[str, int]) -> None:
+        """Continue from a saved position (same prompts, interval and seed)."""
+        self.epoch, self.position = state["epoch"], state["position"]
+        self._order = self._shuffled(self.epoch)
+
+    def next_interval(self) -> list[Prompt]:
+        """The next `interval` share of the prompts, continuing into a new epoch when needed."""
+        batch: list[Prompt] = []
+        while len(batch) < self.per_iteration:
+            if self.position == len(self._order):
+                self.epoch, self.position = self.epoch + 1, 0
+                self._order = self._shuffled(self.epoch)
+            take = min(self.per_iteration - len(batch), len(self._order) - self.position)
+            batch.extend(self._order[self.position : self.position + take])
+            self.position += take
+        return batch
