@@ -169,3 +169,27 @@ def test_trainer_rank_death_rebuilds_the_group_from_the_last_checkpoint(
     assert synced.full and loop.rollout.weights_versions() == [synced.version]
     checksums = ray.get([rank.weights_checksum.remote() for rank in loop.trainers.ranks])
     assert checksums[0] == checksums[1]
+
+
+def test_rollout_worker_dead_at_sync_time_is_restarted_and_the_sync_completes(
+    ray_cluster, tiny_data, tiny_model, tmp_path
+) -> None:
+    cfg = _config(tiny_data, tiny_model, tmp_path, "resources.rollout_workers=2", "sync.timeout_s=30")
+    connect_ray(cfg)
+    loop = MStarRun(cfg, RunDir.create(cfg), load_datasets(cfg))
+    loop.sync()
+    old = loop.rollout.workers[0]
+    os.kill(pid_of(old), signal.SIGKILL)
+
+    start = time.perf_counter()
+    stats = loop.sync()
+    seconds = time.perf_counter() - start
+
+    assert loop.recoveries() == {"rollout-0": 1} and loop.rollout.workers[0] != old
+    assert stats.version == 2 and stats.full  # a new group: every weight sent again
+    assert loop.rollout.weights_versions() == [2, 2]
+    trainer = ray.get(loop.trainers.export_weights_ref())
+    for worker in loop.rollout.workers:
+        weights = ray.get(worker.state_dict.remote())
+        assert all(torch.equal(weights[k], trainer[k]) for k in trainer)
+    print(f"sync with a dead engine recovered in {seconds:.1f} s")
