@@ -344,6 +344,8 @@ class FaultConfig(Section):
     """Restarts allowed per rollout or PRM actor over a run (0: a dead actor stops the run)."""
     max_trainer_rebuilds: int = Field(default=2, ge=0)
     """Times the trainer group may be rebuilt from the last checkpoint after a rank dies."""
+    restart_timeout_s: float = Field(default=600.0, gt=0)
+    """Seconds a restarted actor may take to be placed and load its model before the run stops."""
 
 
 class MonitorConfig(Section):

@@ -78,7 +78,7 @@ class MStarRun:
         self.first_iteration = 1
         lp = cfg.loop
         self.selection = SelectionSpec(lp.selection, lp.top_k, lp.score_threshold, cfg.prm.aggregation)
-        self.monitor = Monitor(cfg, run.path)
+        self.monitor = Monitor(cfg, run.path, first_step=state.iteration + 1 if state else 0)
         self.resumed_from = resume
         if resume is not None:
             self.restore(resume, state)
@@ -107,6 +107,8 @@ class MStarRun:
         for group in (self.rollout,):
             group.restarts.update({k: v for k, v in state.recoveries.items() if k in group.names})
         self.run_dir.restore_journals(checkpoint)
+        if self.best and (self.run_dir.checkpoints / self.best["name"]).is_dir():
+            self.run_dir.point_best(self.best["name"])  # a kill between pruning and relinking can leave it stale
         self.first_iteration = state.iteration + 1
         self.sync(version=state.weights_version)  # the engines hold the checkpoint's weights, under its version
         if self.cfg.prm.enabled:
@@ -277,10 +279,10 @@ class MStarRun:
         mode = self.cfg.loop.mode
         if mode != TrainingMode.CONTINUOUS:
             self.trainers.start_stage(self.optim, reset_to_base=mode == TrainingMode.REST_EM)
+            self.stage_started = True  # checkpoints now carry the trainers' state, weights included
         if not examples:
             return {"train_examples": 0, "train_steps": 0}
         stats = self.trainers.train(examples, self.cfg.train.epochs_per_iteration, self.cfg.run.seed + iteration)
-        self.total_train_steps += stats[0].optimizer_steps
         return {
             "train_examples": len(examples),
             "train_steps": stats[0].optimizer_steps,
@@ -344,31 +346,33 @@ class MStarRun:
 
     def resync_rollout(self) -> None:
         """After rollout workers were restarted: form the sync group again and send the current weights."""
-        self.weight_sync.reform()
-        self.weight_sync.sync(self.weights_version)
+        self.sync(version=self.weights_version, reform=True)
 
     def train_and_sync(
         self, examples: Sequence[TrainExample], iteration: int, timer: PhaseTimer
     ) -> tuple[dict, SyncStats]:
         """Train, then sync; a trainer rank that dies makes the group be rebuilt from the last checkpoint and the
         iteration's training run again (at most fault.max_trainer_rebuilds times over the run)."""
-        train = None
+        train, reform = None, False
         while True:
             try:
                 if train is None:
                     with timer("train"), self.rollout.asleep():
                         train = self.train(examples, iteration)
                 with timer("sync"):
-                    return train, self.sync()
+                    synced = self.sync(reform=reform)
+                self.total_train_steps += train["train_steps"]  # counted once the steps reached the engines
+                return train, synced
             except (ray.exceptions.RayActorError, WeightSyncError) as err:
                 dead = dead_actors(self.trainers.ranks)
                 if not dead:
                     raise
-                self.rebuild_trainers([self.trainers.names[i] for i in dead], err)
-                train = None
+                self.rebuild_trainers([self.trainers.names[i] for i in dead], iteration, err)
+                train, reform = None, True
 
-    def rebuild_trainers(self, dead: list[str], err: Exception) -> None:
-        """Replace the whole trainer group (DeepSpeed ranks cannot rejoin a running group) from the last checkpoint."""
+    def rebuild_trainers(self, dead: list[str], iteration: int, err: Exception) -> None:
+        """Replace the whole trainer group (DeepSpeed ranks cannot rejoin a running group) from the checkpoint of the
+        previous iteration; an older one would silently undo iterations, so that case is left to --resume."""
         self.trainer_rebuilds += 1
         limit = self.cfg.fault.max_trainer_rebuilds
         if self.trainer_rebuilds > limit:
@@ -379,6 +383,12 @@ class MStarRun:
         if checkpoint is None:
             raise RuntimeError(f"{', '.join(dead)} died before the first checkpoint: nothing to rebuild from") from err
         state = DriverState.read(checkpoint)
+        if state.iteration != iteration - 1:
+            raise RuntimeError(
+                f"{', '.join(dead)} died in iteration {iteration} but the last checkpoint is of iteration "
+                f"{state.iteration} (checkpoint.every={self.cfg.checkpoint.every}); continue with "
+                f"`mstar run --resume {self.run_dir.path}`"
+            ) from err
         log.warning(
             "%s died (%s); rebuilding the trainer group from %s (rebuild %d of at most %d)",
             ", ".join(dead),
@@ -391,25 +401,28 @@ class MStarRun:
         self.trainers = self.start_trainers(checkpoint, state.stage_started)
         if self.stage_started and not state.stage_started:
             self.trainers.start_stage(self.optim)
-        self.weight_sync.reform(self.trainers)
+        self.weight_sync.trainers = self.trainers  # the group is formed again by the next sync
 
-    def sync(self, version: int | None = None) -> SyncStats:
-        """Broadcast trainer rank 0's weights to every rollout engine under a new weights version (or `version`).
-        Engines that died are restarted and the group formed again; a dead trainer rank is left to the caller."""
+    def sync(self, version: int | None = None, reform: bool = False) -> SyncStats:
+        """Broadcast trainer rank 0's weights to every rollout engine under a new weights version (or `version`),
+        forming the sync group again first when asked. Engines that die on the way are restarted (each at most
+        fault.max_actor_restarts times) and the group formed again; a dead trainer rank is left to the caller."""
         version = self.weights_version + 1 if version is None else version
         while True:
             try:
+                if reform:
+                    self.weight_sync.reform()
                 stats = self.weight_sync.sync(version)
                 break
             except WeightSyncError as err:
-                if dead_actors(self.trainers.ranks[:1]):
+                if dead_actors(self.trainers.ranks):
                     raise
                 dead = dead_actors(self.rollout.workers)
                 if not dead:
                     raise
                 for i in dead:
                     self.rollout.restart(i, err)
-                self.weight_sync.reform()
+                reform = True
         self.weights_version = stats.version
         return stats
 
@@ -437,10 +450,11 @@ def run_mstar(cfg: MStarConfig, resume: str | Path | None = None) -> dict:
     data = load_datasets(cfg)
     connect_ray(cfg)  # before the run directory, so a layout that does not fit never touches an earlier run
     placement = Placement(cfg)
-    if resume is None:
-        run = RunDir.create(cfg)
-    log.info("run directory %s; prompts loaded: %s", run.path, {s: r["loaded"] for s, r in data.reports.items() if r})
     try:
+        if resume is None:
+            run = RunDir.create(cfg)
+        loaded = {s: r["loaded"] for s, r in data.reports.items() if r}
+        log.info("run directory %s; prompts loaded: %s", run.path, loaded)
         return MStarRun(cfg, run, data, placement, checkpoint).run()
     finally:
         placement.remove()

@@ -86,7 +86,7 @@ class RestartingGroup:
     role = ""
 
     def __init__(self, cfg: MStarConfig, placement: Placement | None, names: list[str]) -> None:
-        self.max_restarts = cfg.fault.max_actor_restarts
+        self.max_restarts, self.ready_timeout_s = cfg.fault.max_actor_restarts, cfg.fault.restart_timeout_s
         self.placement, self.names = placement, names
         self.restarts: Counter[str] = Counter()
         self.workers = [self._start(i) for i in range(len(names))]
@@ -105,6 +105,12 @@ class RestartingGroup:
         log.warning("%s died (%s); restarting it (restart %d)", name, type(err).__name__, self.restarts[name])
         ray.kill(self.workers[index], no_restart=True)
         self.workers[index] = start_named(lambda: self._start(index))
+        ready, _ = ray.wait([self.workers[index].__ray_ready__.remote()], timeout=self.ready_timeout_s)
+        if not ready:
+            raise ActorRestartLimit(
+                f"the restarted {name} was not up within fault.restart_timeout_s={self.ready_timeout_s:g}s "
+                "(no room left for its bundle?)"
+            ) from err
 
     def _map(self, method: str, shards: Sequence[Sequence], *args, on_restart: Callable[[], None] | None = None):
         """Call `method(shard, *args)` on worker i for every non-empty shard i and return the results in shard
@@ -174,11 +180,19 @@ class RolloutGroup(RestartingGroup):
     @contextmanager
     def asleep(self) -> Iterator[None]:
         """Release the engines' accelerator memory for the block (when rollout.vllm.sleep_while_training)."""
-        ray.get([w.sleep.remote() for w in self.workers])
+        self._call_living("sleep")
         try:
             yield
         finally:
-            ray.get([w.wake_up.remote() for w in self.workers])
+            self._call_living("wake_up")
+
+    def _call_living(self, method: str) -> None:
+        """Call `method` on every worker; a dead one is skipped (the next sync or generate restarts it)."""
+        for name, ref in zip(self.names, [getattr(w, method).remote() for w in self.workers], strict=True):
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayActorError:
+                log.warning("%s is dead; skipped its %s", name, method)
 
     def weights_versions(self) -> list[int | None]:
         return ray.get([w.weights_version.remote() for w in self.workers])

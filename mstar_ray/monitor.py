@@ -88,7 +88,9 @@ class RayMetrics:
 class Monitor:
     """Sends every metrics record to the configured sinks; `iterations` shows the loop's progress bar."""
 
-    def __init__(self, cfg: MStarConfig, run_path: Path) -> None:
+    def __init__(self, cfg: MStarConfig, run_path: Path, first_step: int = 0) -> None:
+        """`first_step`: the iteration a resumed run continues with; TensorBoard drops what a stopped run wrote from
+        there on, and W&B continues the same run."""
         m, self.progress = cfg.monitor, cfg.monitor.progress
         self.ray = RayMetrics(cfg.run.name) if m.ray_metrics else None
         self.sinks: list[Callable[[dict[str, float], int], None]] = []
@@ -97,13 +99,19 @@ class Monitor:
         if m.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(str(run_path / "tensorboard"))
+            writer = SummaryWriter(str(run_path / "tensorboard"), purge_step=first_step or None)
             self.sinks.append(lambda values, step: [writer.add_scalar(k, v, step) for k, v in values.items()])
             self.closers.append(writer.close)
         if m.wandb_project:
             import wandb
 
-            wandb_run = wandb.init(project=m.wandb_project, name=cfg.run.name, dir=str(run_path), resume="allow")
+            id_file = run_path / "wandb_run_id"
+            if not id_file.exists():
+                id_file.write_text(wandb.util.generate_id())
+            run_id = id_file.read_text().strip()
+            wandb_run = wandb.init(
+                project=m.wandb_project, name=cfg.run.name, id=run_id, dir=str(run_path), resume="allow"
+            )
             self.sinks.append(lambda values, step: wandb_run.log(values, step=step))
             self.closers.append(wandb_run.finish)
         if m.mlflow_experiment:

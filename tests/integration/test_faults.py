@@ -16,7 +16,7 @@ from transformers import AutoProcessor
 from mstar_ray.config_io import load_config
 from mstar_ray.data.splits import load_datasets
 from mstar_ray.driver import MStarRun
-from mstar_ray.groups import PRMGroup
+from mstar_ray.groups import ActorRestartLimit, PRMGroup
 from mstar_ray.monitor import PhaseTimer
 from mstar_ray.prm.model import ProcessRewardModel
 from mstar_ray.records import PromptRollouts, Sample, TrainExample
@@ -59,12 +59,15 @@ def pid_of(actor: ray.actor.ActorHandle) -> int:
 
 def kill_during(call, actor: ray.actor.ActorHandle, after_s: float):
     """Run `call()` in a thread and SIGKILL `actor`'s process `after_s` seconds in; returns call's result and the
-    seconds the call took."""
+    seconds the call took, or raises what the call raised."""
     pid, out = pid_of(actor), {}
 
     def target() -> None:
         start = time.perf_counter()
-        out["result"] = call()
+        try:
+            out["result"] = call()
+        except Exception as err:  # noqa: BLE001 - handed to the test's thread
+            out["error"] = err
         out["seconds"] = time.perf_counter() - start
 
     thread = threading.Thread(target=target)
@@ -73,6 +76,8 @@ def kill_during(call, actor: ray.actor.ActorHandle, after_s: float):
     os.kill(pid, signal.SIGKILL)
     thread.join(timeout=600)
     assert not thread.is_alive(), "the call did not return after the actor was killed"
+    if "error" in out:
+        raise out["error"]
     return out["result"], out["seconds"]
 
 
@@ -133,6 +138,11 @@ def test_prm_actor_killed_mid_scoring_rescores_its_share(ray_cluster, tiny_data,
     assert [len(x) for x in got] == [len(x) for x in want]
     assert [v for x in got for v in x] == pytest.approx([v for x in want for v in x], abs=1e-5)
 
+    # Restarts are bounded: with fault.max_actor_restarts=1 used up, the next death stops the call by name.
+    group.max_restarts = 1
+    with pytest.raises(ActorRestartLimit, match="prm-1 died 2 times, more than fault.max_actor_restarts=1"):
+        kill_during(lambda: group.score(rollouts()), group.workers[1], after_s=1.0)
+
 
 def test_trainer_rank_death_rebuilds_the_group_from_the_last_checkpoint(
     ray_cluster, tiny_data, tiny_model, tmp_path
@@ -170,8 +180,13 @@ def test_trainer_rank_death_rebuilds_the_group_from_the_last_checkpoint(
     checksums = ray.get([rank.weights_checksum.remote() for rank in loop.trainers.ranks])
     assert checksums[0] == checksums[1]
 
+    # No checkpoint of iteration 2 exists: rebuilding for iteration 3 would silently undo iteration 2, so it stops.
+    os.kill(pid_of(loop.trainers.ranks[0]), signal.SIGKILL)
+    with pytest.raises(RuntimeError, match="last checkpoint is of iteration 1 .* continue with `mstar run --resume"):
+        loop.train_and_sync(gold, 3, PhaseTimer())
 
-def test_rollout_worker_dead_at_sync_time_is_restarted_and_the_sync_completes(
+
+def test_rollout_worker_dead_during_training_is_restarted_at_the_sync(
     ray_cluster, tiny_data, tiny_model, tmp_path
 ) -> None:
     cfg = _config(tiny_data, tiny_model, tmp_path, "resources.rollout_workers=2", "sync.timeout_s=30")
@@ -182,7 +197,7 @@ def test_rollout_worker_dead_at_sync_time_is_restarted_and_the_sync_completes(
     os.kill(pid_of(old), signal.SIGKILL)
 
     start = time.perf_counter()
-    stats = loop.sync()
+    _, stats = loop.train_and_sync([], 1, PhaseTimer())  # engines asleep while training: the dead one is skipped
     seconds = time.perf_counter() - start
 
     assert loop.recoveries() == {"rollout-0": 1} and loop.rollout.workers[0] != old

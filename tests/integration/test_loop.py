@@ -123,7 +123,7 @@ def test_two_iterations_train_sync_and_write_run_files(ray_cluster, tiny_data, t
     assert scraped['ray_mstar_phase_tokens_per_second{phase="rollout"}'] > 0
 
 
-def scrape_ray_metrics(name: str, label: str, value: str, timeout_s: float = 40.0) -> dict[str, float]:
+def scrape_ray_metrics(name: str, label: str, value: str, timeout_s: float = 120.0) -> dict[str, float]:
     """Poll the node's Prometheus endpoint until `name` with `label` reads `value`; return the run's mstar_*
     samples keyed by name plus their phase label (Ray reports custom metrics every few seconds)."""
     port = ray.nodes()[0]["MetricsExportPort"]

@@ -79,11 +79,8 @@ def test_a_layout_no_node_can_hold_fails_fast_saying_what_is_missing(two_nodes, 
     message = str(err.value)
     assert "STRICT_PACK" in message and "rollout x1 ({'CPU': 1.0})" in message and "CPU 1, GPU 0" in message
     assert "resources.placement_timeout_s=3s" in message
-    assert ray.util.placement_group_table() and all(
-        pg["state"] == "REMOVED"
-        for pg in ray.util.placement_group_table().values()
-        if pg["name"] == "mstar-mstar" and pg["strategy"] == "STRICT_PACK"
-    )
+    tried = [pg for pg in ray.util.placement_group_table().values() if pg["strategy"] == "STRICT_PACK"]
+    assert tried and all(pg["state"] == "REMOVED" for pg in tried)
 
 
 def test_colocation_needs_matching_counts() -> None:

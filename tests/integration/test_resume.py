@@ -21,7 +21,7 @@ from mstar_ray.driver import run_mstar
 pytestmark = pytest.mark.slow
 
 
-def _overrides(data: dict[str, Path], model: Path, out: Path, name: str) -> list[str]:
+def _overrides(data: dict[str, Path], model: Path, out: Path, name: str, *extra: str) -> list[str]:
     return [
         f"model.path={model}",
         f"data.seed_cot={data['seed']}",
@@ -40,11 +40,11 @@ def _overrides(data: dict[str, Path], model: Path, out: Path, name: str) -> list
         "seed_sft.enabled=true",
         "seed_sft.epochs=30",
         "seed_sft.lr=2e-3",
-        "loop.iterations=4",
         "loop.interval=0.4",  # 10 of 24 prompts per iteration: iteration 3 crosses into a reshuffled epoch
         "loop.selection=all_correct",
         "checkpoint.keep_last=1",
         "monitor.progress=false",
+        *extra,
     ]
 
 
@@ -52,16 +52,21 @@ def _journal(run_dir: Path, name: str) -> list[dict]:
     return [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
 
 
+@pytest.mark.parametrize(
+    "mode, iterations",
+    [("continuous", 4), ("iterative_rft", 3)],  # one optimizer for the loop / a fresh one each iteration
+)
 def test_run_killed_after_iteration_2_resumes_with_the_same_prompts_and_weights(
-    ray_cluster, tiny_data, tiny_model, tmp_path
+    ray_cluster, tiny_data, tiny_model, tmp_path, mode, iterations
 ) -> None:
-    whole = run_mstar(load_config(None, _overrides(tiny_data, tiny_model, tmp_path, "whole")))
+    extra = [f"loop.mode={mode}", f"loop.iterations={iterations}"]
+    whole = run_mstar(load_config(None, _overrides(tiny_data, tiny_model, tmp_path, "whole", *extra)))
 
     # The same run as a separate driver process on this cluster, SIGKILLed once iteration 2's checkpoint is out.
     stopped = tmp_path / "stopped"
     config = tmp_path / "stopped.yaml"
     gcs = ray.get_runtime_context().gcs_address
-    config.write_text(config_to_yaml(load_config(None, _overrides(tiny_data, tiny_model, tmp_path, "stopped"))))
+    config.write_text(config_to_yaml(load_config(None, _overrides(tiny_data, tiny_model, tmp_path, "stopped", *extra))))
     log = (tmp_path / "stopped.log").open("w")
     cmd = [sys.executable, "-m", "mstar_ray", "run", "--config", str(config), f"ray.address={gcs}"]
     driver = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -77,12 +82,12 @@ def test_run_killed_after_iteration_2_resumes_with_the_same_prompts_and_weights(
     resumed = run_mstar(load_config(stopped / "config.yaml"), resume=stopped)
 
     assert resumed["resumed_after"] in (2, 3)  # the kill lands after iteration 2's checkpoint, maybe after 3's
-    assert resumed["weights_version"] == whole["weights_version"] == 1 + 4  # seed SFT, then one per iteration
+    assert resumed["weights_version"] == whole["weights_version"] == 1 + iterations  # seed SFT, one per iteration
     whole_dir = tmp_path / "whole"
     assert _journal(stopped, "prompts.jsonl") == _journal(whole_dir, "prompts.jsonl")
-    assert [r["iteration"] for r in _journal(stopped, "prompts.jsonl")] == [1, 2, 3, 4]
+    assert [r["iteration"] for r in _journal(stopped, "prompts.jsonl")] == list(range(1, iterations + 1))
     got, want = _journal(stopped, "metrics.jsonl"), _journal(whole_dir, "metrics.jsonl")
-    assert [r["iteration"] for r in got] == [r["iteration"] for r in want] == [0, 1, 2, 3, 4]
+    assert [r["iteration"] for r in got] == [r["iteration"] for r in want] == list(range(iterations + 1))
     same = ("selected", "train_steps", "optimizer_steps_in_stage", "sample_accuracy", "rollout_weights_version")
     for a, b in zip(got[1:], want[1:], strict=True):  # same samples, same selection, same optimizer path
         assert [a.get(k) for k in same] == [b.get(k) for k in same]
@@ -93,7 +98,7 @@ def test_run_killed_after_iteration_2_resumes_with_the_same_prompts_and_weights(
     assert all(torch.allclose(final_a[k], final_b[k], atol=1e-5) for k in final_b)
     # keep_last=1 plus the best one; the pre-evolved and final policies stay.
     kept, best = {p.name for p in (stopped / "checkpoints").iterdir()}, resumed["best_checkpoint"]["name"]
-    assert kept == {"best", "final", "iter_0004", "pre_evolved", best}
+    assert kept == {"best", "final", f"iter_{iterations:04d}", "pre_evolved", best}
     assert (stopped / "checkpoints" / "best").resolve().name == best
 
 
