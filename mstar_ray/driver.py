@@ -160,6 +160,14 @@ class MStarRun:
         self.monitor.close()
         return summary
 
+    def shutdown(self) -> None:
+        """Stop every actor of the run now (rather than when the last handle is collected)."""
+        self.weight_sync.close()
+        for group in (self.rollout, self.trainers, self.prm):
+            if group is not None:
+                group.shutdown()
+        self.monitor.close()
+
     def pre_evolve(self) -> None:
         """Seed SFT and/or warm-up, then sync and keep the result as the pre-evolved (base) model; then the PRM."""
         record: dict = {"iteration": 0}
@@ -363,7 +371,8 @@ class MStarRun:
                     synced = self.sync(reform=reform)
                 self.total_train_steps += train["train_steps"]  # counted once the steps reached the engines
                 return train, synced
-            except (ray.exceptions.RayActorError, WeightSyncError) as err:
+            except (ray.exceptions.RayError, WeightSyncError) as err:
+                # A rank's death reaches its peers first as a failed collective (a task error), so look for the dead.
                 dead = dead_actors(self.trainers.ranks)
                 if not dead:
                     raise
@@ -455,6 +464,10 @@ def run_mstar(cfg: MStarConfig, resume: str | Path | None = None) -> dict:
             run = RunDir.create(cfg)
         loaded = {s: r["loaded"] for s, r in data.reports.items() if r}
         log.info("run directory %s; prompts loaded: %s", run.path, loaded)
-        return MStarRun(cfg, run, data, placement, checkpoint).run()
+        loop = MStarRun(cfg, run, data, placement, checkpoint)
+        try:
+            return loop.run()
+        finally:
+            loop.shutdown()
     finally:
         placement.remove()

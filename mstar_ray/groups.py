@@ -7,6 +7,7 @@ sent again; trainer ranks are rebuilt by the driver from a checkpoint. Actor han
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 import weakref
@@ -35,7 +36,8 @@ class ActorRestartLimit(RuntimeError):
 
 
 def start_named(create: Callable[[], ray.actor.ActorHandle], timeout_s: float = 60.0) -> ray.actor.ActorHandle:
-    """Create a named actor, waiting while a dead predecessor still holds the name."""
+    """Create a named actor, waiting while a predecessor still holds the name: a dead one until Ray frees it, an
+    unreferenced one (say, of an earlier run in this process, kept by a reference cycle) until it is collected."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -43,6 +45,7 @@ def start_named(create: Callable[[], ray.actor.ActorHandle], timeout_s: float = 
         except ValueError:  # "The name ... is already taken"
             if time.monotonic() > deadline:
                 raise
+            gc.collect()
             time.sleep(0.5)
 
 
@@ -89,10 +92,15 @@ class RestartingGroup:
         self.max_restarts, self.ready_timeout_s = cfg.fault.max_actor_restarts, cfg.fault.restart_timeout_s
         self.placement, self.names = placement, names
         self.restarts: Counter[str] = Counter()
-        self.workers = [self._start(i) for i in range(len(names))]
+        self.workers = [start_named(lambda i=i: self._start(i)) for i in range(len(names))]
 
     def _start(self, index: int) -> ray.actor.ActorHandle:
         raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """Stop the workers and free their resources."""
+        for worker in self.workers:
+            ray.kill(worker)
 
     def restart(self, index: int, err: Exception) -> None:
         """Replace dead worker `index` with a new actor of the same name (its name frees once Ray marks it dead)."""

@@ -153,7 +153,9 @@ class Monitor:
             bar.close()
 
     def close(self) -> None:
-        for close in self.closers:
+        """Flush and close the sinks (once)."""
+        closers, self.closers, self.sinks = self.closers, [], []
+        for close in closers:
             close()
 
 
