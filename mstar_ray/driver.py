@@ -104,8 +104,7 @@ class MStarRun:
         self.temperature, self.total_train_steps = state.temperature, state.total_train_steps
         self.stage_started, self.best = state.stage_started, state.best
         self.trainer_rebuilds = state.recoveries.get("trainer_rebuilds", 0)
-        for group in (self.rollout,):
-            group.restarts.update({k: v for k, v in state.recoveries.items() if k in group.names})
+        self.rollout.restarts.update({k: v for k, v in state.recoveries.items() if k in self.rollout.names})
         self.run_dir.restore_journals(checkpoint)
         if self.best and (self.run_dir.checkpoints / self.best["name"]).is_dir():
             self.run_dir.point_best(self.best["name"])  # a kill between pruning and relinking can leave it stale

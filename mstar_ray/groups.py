@@ -11,6 +11,7 @@ import gc
 import logging
 import time
 import weakref
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -83,7 +84,7 @@ def _split_evenly(items: Sequence, parts: int) -> list[list]:
     return out
 
 
-class RestartingGroup:
+class RestartingGroup(ABC):
     """Workers that are restarted, by name and in their own bundle, when they die while working."""
 
     role = ""
@@ -94,8 +95,9 @@ class RestartingGroup:
         self.restarts: Counter[str] = Counter()
         self.workers = [start_named(lambda i=i: self._start(i)) for i in range(len(names))]
 
+    @abstractmethod
     def _start(self, index: int) -> ray.actor.ActorHandle:
-        raise NotImplementedError
+        """Create worker `index` (named `names[index]`, in its bundle)."""
 
     def shutdown(self) -> None:
         """Stop the workers and free their resources."""

@@ -53,6 +53,11 @@ def _config(data: dict[str, Path], model: Path, out: Path, *extra: str):
     )
 
 
+def _start_run(cfg) -> MStarRun:
+    connect_ray(cfg)
+    return MStarRun(cfg, RunDir.create(cfg), load_datasets(cfg))
+
+
 def pid_of(actor: ray.actor.ActorHandle) -> int:
     return ray.get(actor.__ray_call__.remote(lambda self: os.getpid()))
 
@@ -85,8 +90,7 @@ def test_rollout_worker_killed_mid_generate_is_restarted_with_current_weights(
     ray_cluster, tiny_data, tiny_model, tmp_path
 ) -> None:
     cfg = _config(tiny_data, tiny_model, tmp_path, "resources.rollout_workers=2")
-    connect_ray(cfg)
-    loop = MStarRun(cfg, RunDir.create(cfg), load_datasets(cfg))
+    loop = _start_run(cfg)
     loop.sync()
     loop.sync()  # weights version 2: a restarted worker must come back at 2, not at the checkpoint's 0
     prompts = loop.data.labeled * 8  # 192 prompts x 4 samples: long enough to be killed in the middle
@@ -147,15 +151,9 @@ def test_prm_actor_killed_mid_scoring_rescores_its_share(ray_cluster, tiny_data,
 def test_trainer_rank_death_rebuilds_the_group_from_the_last_checkpoint(
     ray_cluster, tiny_data, tiny_model, tmp_path
 ) -> None:
-    cfg = _config(tiny_data, tiny_model, tmp_path, "resources.trainer_ranks=2", "loop.eval_every=0")
-    connect_ray(cfg)
-    loop = MStarRun(cfg, RunDir.create(cfg), load_datasets(cfg))
-    gold = [
-        TrainExample(p, p.reference)
-        for p in load_datasets(
-            cfg.model_copy(update={"data": cfg.data.model_copy(update={"labeled": str(tiny_data["seed"])})})
-        ).labeled
-    ]
+    seed = f"data.seed_cot={tiny_data['seed']}"
+    loop = _start_run(_config(tiny_data, tiny_model, tmp_path, "resources.trainer_ranks=2", "loop.eval_every=0", seed))
+    gold = [TrainExample(p, p.reference) for p in loop.data.seed_cot]
     loop.pre_evolve()
     loop.write_state(loop.run_dir.checkpoints / "pre_evolved", 0)
     loop.trainers.start_stage(loop.optim)
@@ -190,8 +188,7 @@ def test_rollout_worker_dead_during_training_is_restarted_at_the_sync(
     ray_cluster, tiny_data, tiny_model, tmp_path
 ) -> None:
     cfg = _config(tiny_data, tiny_model, tmp_path, "resources.rollout_workers=2", "sync.timeout_s=30")
-    connect_ray(cfg)
-    loop = MStarRun(cfg, RunDir.create(cfg), load_datasets(cfg))
+    loop = _start_run(cfg)
     loop.sync()
     old = loop.rollout.workers[0]
     os.kill(pid_of(old), signal.SIGKILL)
