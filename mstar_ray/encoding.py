@@ -11,25 +11,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from PIL import Image
 from transformers import BatchFeature, ProcessorMixin
 
-from mstar_ray.data.llava import load_image
+from mstar_ray.data.images import load_image
 from mstar_ray.records import Prompt, TrainExample
 
 IGNORE_INDEX = -100
 
 
-def chat_messages(question: str, response: str | None = None) -> list[dict]:
-    """The conversation for one (image, question) prompt, optionally with the assistant's response."""
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+def chat_messages(prompt: Prompt, response: str | None = None) -> list[dict]:
+    """The conversation for one prompt (its images, then its question), optionally with the assistant's response."""
+    content = [{"type": "image"} for _ in prompt.images] + [{"type": "text", "text": prompt.question}]
+    messages = [{"role": "user", "content": content}]
     if response is not None:
         messages.append({"role": "assistant", "content": [{"type": "text", "text": response}]})
     return messages
 
 
-def prompt_text(processor: ProcessorMixin, question: str) -> str:
+def prompt_text(processor: ProcessorMixin, prompt: Prompt) -> str:
     """The rendered prompt ending with the assistant turn's opening."""
-    return processor.apply_chat_template(chat_messages(question), add_generation_prompt=True, tokenize=False)
+    return processor.apply_chat_template(chat_messages(prompt), add_generation_prompt=True, tokenize=False)
+
+
+def prompt_images(prompts: Sequence[Prompt]) -> list[list[Image.Image]] | None:
+    """The prompts' images, one list per prompt, as processors take them (None when no prompt has an image)."""
+    images = [[load_image(path) for path in p.images] for p in prompts]
+    return images if any(images) else None
 
 
 def generation_inputs(
@@ -37,11 +45,10 @@ def generation_inputs(
 ) -> BatchFeature:
     """Left-padded batch of prompts with their images, ready for `generate`; each may start a response prefix."""
     processor.tokenizer.padding_side = "left"
-    texts = [prompt_text(processor, p.question) for p in prompts]
+    texts = [prompt_text(processor, p) for p in prompts]
     if prefixes is not None:
         texts = [text + prefix for text, prefix in zip(texts, prefixes, strict=True)]
-    images = [load_image(p.image_path) for p in prompts]
-    return processor(text=texts, images=images, padding=True, return_tensors="pt")
+    return processor(text=texts, images=prompt_images(prompts), padding=True, return_tensors="pt")
 
 
 # Per-token tensors that processors return beside input_ids; everything else is per image.
@@ -50,14 +57,14 @@ TEXT_KEYS = ("input_ids", "attention_mask", "labels", "token_type_ids", "mm_toke
 
 def encode_example(processor: ProcessorMixin, example: TrainExample) -> dict[str, torch.Tensor]:
     """Input tensors for one example with `labels` masking everything but the response (and its end token)."""
-    prompt = prompt_text(processor, example.prompt.question)
-    full = processor.apply_chat_template(chat_messages(example.prompt.question, example.response), tokenize=False)
+    prompt = prompt_text(processor, example.prompt)
+    full = processor.apply_chat_template(chat_messages(example.prompt, example.response), tokenize=False)
     if not full.startswith(prompt):
         raise ValueError("the chat template does not render the prompt as a prefix of the conversation")
-    image = load_image(example.prompt.image_path)
-    prompt_len = processor(text=[prompt], images=[image], return_tensors="pt")["input_ids"].shape[-1]
+    images = prompt_images([example.prompt])
+    prompt_len = processor(text=[prompt], images=images, return_tensors="pt")["input_ids"].shape[-1]
     # Keep the end-of-turn token so the model learns to stop; drop the template's trailing newline after it.
-    features = processor(text=[full.rstrip("\n")], images=[image], return_tensors="pt")
+    features = processor(text=[full.rstrip("\n")], images=images, return_tensors="pt")
     encoded = {k: v for k, v in features.items() if torch.is_tensor(v)}
     labels = encoded["input_ids"].clone()
     labels[:, :prompt_len] = IGNORE_INDEX

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Prompt:
-    """One labeled (image, question) prompt."""
+    """One labeled (images, question) prompt."""
 
     id: str
-    question: str  # without the "<image>" tag
-    image_path: str  # absolute path
+    question: str  # without "<image>" tags
+    images: tuple[str, ...]  # absolute paths, in the order the model is shown them
     answer: str  # gold final answer, e.g. "3" or "B"
     reference: str = ""  # gold response with chain of thought, when the dataset has one
 

@@ -1,8 +1,8 @@
 """Load LLaVA / MathV360K-style conversations (JSON list or JSONL) into `Prompt` records.
 
 A row looks like `{"id", "image": "rel/path.png", "conversations": [{"from": "human", "value": "<image>\\n..."},
-{"from": "gpt", "value": "..."}]}`. Rows that cannot be used (missing fields, no image, unreadable image) are
-skipped and counted by reason, or stop the load, as configured.
+{"from": "gpt", "value": "..."}]}`; "image" may also list several paths. Rows that cannot be used (missing fields,
+no image, unreadable image) are skipped and counted by reason, or stop the load, as configured.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
 from mstar_ray.answers import extract_answer
 from mstar_ray.config import OnBadRow
+from mstar_ray.data.images import image_problem
 from mstar_ray.records import Prompt
 
 
@@ -57,18 +56,6 @@ def _read_rows(path: Path) -> list:
     return rows
 
 
-def _image_problem(path: Path, check_image: bool) -> str | None:
-    if not path.is_file():
-        return "missing image"
-    if check_image:
-        try:
-            with Image.open(path) as img:
-                img.verify()
-        except (UnidentifiedImageError, OSError, SyntaxError):
-            return "unreadable image"
-    return None
-
-
 def parse_row(row: object, image_root: Path, check_image: bool = True, require_answer: bool = True) -> Prompt | str:
     """A `Prompt` from one row, or the reason the row is unusable.
 
@@ -87,18 +74,22 @@ def parse_row(row: object, image_root: Path, check_image: bool = True, require_a
         return "empty question or answer"
     if require_answer and not gpt.strip():
         return "empty question or answer"
-    if not isinstance(row.get("image"), str):
+    image = row.get("image")
+    names = [image] if isinstance(image, str) else image
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
         return "no image field"
-    image_path = image_root / row["image"]
-    problem = _image_problem(image_path, check_image)
-    if problem:
-        return problem
+    paths = [image_root / name for name in names]
+    for path in paths:
+        problem = image_problem(path, check_image)
+        if problem:
+            return problem
     answer = (extract_answer(gpt) or "") if "# Answer" in gpt else gpt.strip()
     if require_answer and not answer:
         return "no final answer"
     question = human.replace("<image>\n", "").replace("<image>", "").strip()
     reference = gpt if "# Answer" in gpt else ""
-    return Prompt(str(row.get("id", "")), question, str(image_path.resolve()), answer, reference)
+    images = tuple(str(path.resolve()) for path in paths)
+    return Prompt(str(row.get("id", "")), question, images, answer, reference)
 
 
 def load_prompts(
@@ -127,9 +118,3 @@ def load_prompts(
         report.examples.setdefault(result, row_id)
     report.loaded = len(prompts)
     return prompts, report
-
-
-def load_image(path: str) -> Image.Image:
-    """Open an image as RGB."""
-    with Image.open(path) as img:
-        return img.convert("RGB")

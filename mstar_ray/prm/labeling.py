@@ -71,7 +71,7 @@ def write_step_labels(path: str | Path, examples: Sequence[StepLabeledExample], 
     with path.open("w") as f:
         for ex in examples:
             p = ex.prompt
-            row = {"id": p.id, "image": p.image_path, "question": p.question, "answer": p.answer}
+            row = {"id": p.id, "images": list(p.images), "question": p.question, "answer": p.answer}
             row |= {"steps": ex.steps, "labels": ex.labels, "label_kind": kind.value}
             f.write(json.dumps(row) + "\n")
     return path
@@ -89,13 +89,17 @@ def read_step_labels(path: str | Path) -> list[StepLabeledExample]:
         try:
             row = json.loads(line)
             steps, labels = list(row["steps"]), [float(v) for v in row["labels"]]
-            prompt = Prompt(str(row["id"]), row["question"], row["image"], row["answer"])
+            images = (
+                tuple(row["images"]) if "images" in row else (row["image"],)
+            )  # "image": files before multi-image prompts
+            prompt = Prompt(str(row["id"]), row["question"], images, row["answer"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path}:{number}: not a step-label row ({err!r})") from None
         if not steps or len(steps) != len(labels) or not all(0.0 <= v <= 1.0 for v in labels):
             raise ValueError(f"{path}:{number}: needs one label in [0, 1] per step")
-        if not Path(prompt.image_path).is_file():
-            raise ValueError(f"{path}:{number}: image not found: {prompt.image_path}")
+        missing = [image for image in prompt.images if not Path(image).is_file()]
+        if missing:
+            raise ValueError(f"{path}:{number}: image not found: {missing[0]}")
         examples.append(StepLabeledExample(prompt, steps, labels))
     if not examples:
         raise ValueError(f"{path}: no step-label rows")

@@ -15,8 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForImageTextToText, ProcessorMixin
 
-from mstar_ray.data.llava import load_image
-from mstar_ray.encoding import TEXT_KEYS, collate, prompt_text
+from mstar_ray.encoding import TEXT_KEYS, collate, prompt_images, prompt_text
 from mstar_ray.models.freeze import freeze_vision_tower
 from mstar_ray.prm.steps import STEP_SEPARATOR
 from mstar_ray.records import Prompt
@@ -80,8 +79,7 @@ class ProcessRewardModel(torch.nn.Module):
 def encode_steps(processor: ProcessorMixin, prompt: Prompt, steps: Sequence[str]) -> dict[str, torch.Tensor]:
     """Prompt (with image) and the steps as one sequence; `step_ends` holds where each step is read: its last
     token, which for every step but the final one is the blank-line separator that ends it."""
-    image = load_image(prompt.image_path)
-    features = processor(text=[prompt_text(processor, prompt.question)], images=[image], return_tensors="pt")
+    features = processor(text=[prompt_text(processor, prompt)], images=prompt_images([prompt]), return_tensors="pt")
     encoded = {k: torch.as_tensor(v) for k, v in features.items() if k in TEXT_KEYS or torch.is_tensor(v)}
     tokenizer = processor.tokenizer
     pieces, ends, length = [], [], encoded["input_ids"].shape[-1]

@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Sequence
 
 from mstar_ray.config import VLLMConfig
-from mstar_ray.data.llava import load_image
+from mstar_ray.data.images import load_image
 from mstar_ray.encoding import prompt_text
 from mstar_ray.records import Prompt, PromptRollouts, Sample
 from mstar_ray.rollout.sampling import SamplingParams
@@ -76,8 +76,8 @@ class VLLMRolloutEngine:
         requests, sampling = [], []
         for prompt, prefix in zip(prompts, prefixes, strict=True):
             request = {
-                "prompt": prompt_text(self.processor, prompt.question) + prefix,
-                "multi_modal_data": {"image": load_image(prompt.image_path)},
+                "prompt": prompt_text(self.processor, prompt) + prefix,
+                "multi_modal_data": _images(prompt),
             }
             for copy in range(copies):
                 requests.append(request)
@@ -142,3 +142,11 @@ class VLLMRolloutEngine:
     def wake_up(self) -> None:
         if self.sleeps:
             self.llm.wake_up()
+
+
+def _images(prompt: Prompt) -> dict:
+    """vLLM's multi-modal input: one image, or a list of several (vllm.max_images_per_prompt allows them)."""
+    images = [load_image(path) for path in prompt.images]
+    if not images:
+        return {}
+    return {"image": images[0] if len(images) == 1 else images}

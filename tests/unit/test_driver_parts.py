@@ -10,7 +10,7 @@ from mstar_ray.records import Prompt
 from mstar_ray.run_dir import RunDir
 from mstar_ray.training.sft import lr_multiplier
 
-PROMPTS = [Prompt(f"p{i}", "q", "/x.png", "1") for i in range(10)]
+PROMPTS = [Prompt(f"p{i}", "q", ("/x.png",), "1") for i in range(10)]
 
 
 def test_cursor_takes_interval_shares_and_reshuffles_each_epoch() -> None:

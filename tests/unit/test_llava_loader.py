@@ -30,7 +30,7 @@ def test_reads_synthetic_splits(tiny_data: dict[str, Path]) -> None:
     seed, report = load_prompts(tiny_data["seed"])
     labeled, _ = load_prompts(tiny_data["labeled"])
     assert report.loaded == len(seed) == 16 and not report.skipped
-    assert all(Path(p.image_path).is_file() and "<image>" not in p.question for p in seed)
+    assert all(len(p.images) == 1 and Path(p.images[0]).is_file() and "<image>" not in p.question for p in seed)
     assert all("\n\n# Answer\n\n" in p.reference and p.reference.endswith(p.answer) for p in seed)
     assert all(p.reference == "" and p.answer for p in labeled)
 
@@ -73,7 +73,7 @@ def test_jsonl_and_image_root(folder: Path, tmp_path_factory: pytest.TempPathFac
     elsewhere = tmp_path_factory.mktemp("meta")
     (elsewhere / "d.jsonl").write_text("\n".join(json.dumps(_row(i, "img/ok.png")) for i in range(3)) + "\n")
     prompts, report = load_prompts(elsewhere / "d.jsonl", image_root=folder)
-    assert report.loaded == 3 and prompts[0].image_path == str((folder / "img" / "ok.png").resolve())
+    assert report.loaded == 3 and prompts[0].images == (str((folder / "img" / "ok.png").resolve()),)
 
 
 def test_missing_file_and_wrong_top_level(tmp_path: Path) -> None:

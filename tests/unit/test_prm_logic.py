@@ -17,7 +17,7 @@ from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.selection import SELECTION_RULES, SelectionSpec, select_training_examples
 from mstar_ray.temperature import search_temperature
 
-PROMPT = Prompt("p0", "How many cells in the grid are colored?", "/x.png", "6")
+PROMPT = Prompt("p0", "How many cells in the grid are colored?", ("/x.png",), "6")
 MIN = ScoreAggregation.MIN
 
 
@@ -120,7 +120,7 @@ def test_random_pass_at_2_is_the_exact_expectation() -> None:
 
 
 def test_weighted_vote_sums_scores_of_equal_answers() -> None:
-    unlabeled = Prompt("u0", PROMPT.question, "/x.png", "")
+    unlabeled = Prompt("u0", PROMPT.question, ("/x.png",), "")
     group = _group([(_resp("7"), [0.9]), (_resp("6", "a"), [0.5]), (_resp("6.0", "b"), [0.5])], unlabeled)
     assert weighted_vote(group, MIN) in ("6", "6.0")  # 1.0 for six beats 0.9 for seven
     group.samples[0].step_scores = [1.5]
@@ -129,7 +129,7 @@ def test_weighted_vote_sums_scores_of_equal_answers() -> None:
 
 
 def test_pseudo_labels_relabel_and_report_agreement_with_hidden_gold() -> None:
-    hidden = Prompt("u1", PROMPT.question, "/x.png", "6")  # the data has a gold answer the loop ignores
+    hidden = Prompt("u1", PROMPT.question, ("/x.png",), "6")  # the data has a gold answer the loop ignores
     right = _group([(_resp("6"), [0.9]), (_resp("7"), [0.2])], hidden)
     wrong = _group([(_resp("6"), [0.1]), (_resp("7"), [0.8])], hidden)
     empty = _group([("no answer", [0.9])], hidden)

@@ -79,7 +79,7 @@ def test_step_label_file_round_trip_and_errors(seed_prompts, tmp_path: Path) -> 
         ("not json", r"bad\.jsonl:2: not a step-label row"),
         (json.dumps(row | {"labels": [0.5]}), "one label in"),
         (json.dumps(row | {"labels": [1.5] * len(row["steps"])}), "one label in"),
-        (json.dumps(row | {"image": "/no/such.png"}), "image not found"),
+        (json.dumps(row | {"images": ["/no/such.png"]}), "image not found"),
     ]:
         (tmp_path / "bad.jsonl").write_text(json.dumps(row) + "\n" + bad + "\n")
         with pytest.raises(ValueError, match=message):

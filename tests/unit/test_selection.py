@@ -11,7 +11,7 @@ from mstar_ray.metrics import first_sample_accuracy, mark_correct, pass_at_k, sa
 from mstar_ray.records import Prompt, PromptRollouts, Sample
 from mstar_ray.selection import SELECTION_RULES, SelectionSpec, select_training_examples
 
-PROMPT = Prompt("p0", "How many red cells?", "/x.png", "3")
+PROMPT = Prompt("p0", "How many red cells?", ("/x.png",), "3")
 
 
 def _group(texts: list[str], prompt: Prompt = PROMPT) -> PromptRollouts:
@@ -82,7 +82,7 @@ def test_no_correct_sample_gives_nothing() -> None:
 
 
 def test_duplicates_are_kept_once_and_prompt_travels() -> None:
-    other = Prompt("p1", "Which?\nChoices:\n(A) red\n(B) blue", "/y.png", "B")
+    other = Prompt("p1", "Which?\nChoices:\n(A) red\n(B) blue", ("/y.png",), "B")
     groups = [_group([_resp("3")] * 4), _group([_resp("B"), _resp("(B) blue", "x"), _resp("A")], other)]
     examples = select_training_examples(groups, SelectionSpec(SelectionRule.ALL_CORRECT, 2), random.Random(0))
     assert [(e.prompt.id, e.response) for e in examples] == [
