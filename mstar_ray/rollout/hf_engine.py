@@ -6,9 +6,10 @@ import time
 from collections.abc import Sequence
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
+from transformers import GenerationConfig
 
 from mstar_ray.encoding import generation_inputs
+from mstar_ray.models.loading import load_policy, load_processor
 from mstar_ray.records import Prompt, PromptRollouts, Sample
 from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.sync.buckets import SyncPlan, contiguous_span, lay_out_like
@@ -20,10 +21,15 @@ class TransformersRolloutEngine:
     """Holds one policy copy and samples responses from it."""
 
     def __init__(
-        self, model_path: str, dtype: str = "float32", device: str = "cpu", sequences_per_call: int = 256
+        self,
+        model_path: str,
+        dtype: str = "float32",
+        device: str = "cpu",
+        sequences_per_call: int = 256,
+        trust_remote_code: bool = False,
     ) -> None:
-        self.processor = AutoProcessor.from_pretrained(model_path)
-        self.model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(device)
+        self.processor = load_processor(model_path, trust_remote_code)
+        self.model = load_policy(model_path, dtype, trust_remote_code).to(device)
         self.model.eval()
         self.device = device
         self.sequences_per_call = sequences_per_call

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from mstar_ray.encoding import IGNORE_INDEX, collate, encode_example
 from mstar_ray.models.freeze import freeze_vision_tower
+from mstar_ray.models.loading import load_policy, load_processor
 from mstar_ray.records import TrainExample
 from mstar_ray.sync.buckets import SyncPlan
 from mstar_ray.sync.sender import WeightSender
@@ -126,20 +126,28 @@ class SFTTrainer:
     Subclasses train other models on other examples (the PRM) by overriding `_load_model`, `_encode` and `_loss`.
     """
 
-    def __init__(self, model_path: str, dist: DistributedSpec, dtype: str = "float32", freeze_vision: bool = False):
+    def __init__(
+        self,
+        model_path: str,
+        dist: DistributedSpec,
+        dtype: str = "float32",
+        freeze_vision: bool = False,
+        trust_remote_code: bool = False,
+    ):
         init_distributed(dist)
+        self.trust_remote_code = trust_remote_code
         self.dist = dist
         self.dtype = dtype
         self.freeze_vision = freeze_vision
         self.device = torch.device("cuda" if dist.use_gpu else "cpu")
-        self.processor = AutoProcessor.from_pretrained(model_path)
+        self.processor = load_processor(model_path, trust_remote_code)
         self.model = self._load_model(model_path).to(self.device)
         self.engine = None
         self._base: dict[str, torch.Tensor] | None = None
         self.sender = WeightSender(dist.rank)
 
     def _load_model(self, model_path: str) -> torch.nn.Module:
-        model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=getattr(torch, self.dtype))
+        model = load_policy(model_path, self.dtype, self.trust_remote_code)
         if self.freeze_vision:
             log.info("froze %d vision-tower parameters of the policy", freeze_vision_tower(model))
         return model
