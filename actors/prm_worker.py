@@ -16,10 +16,17 @@ class PRMWorker:
     """Returns per-step scores for (prompt, response) pairs."""
 
     def __init__(
-        self, prm_path: str, dtype: str, use_gpu: bool, batch_size: int, torch_threads: int, cpus: float
+        self,
+        prm_path: str,
+        dtype: str,
+        use_gpu: bool,
+        batch_size: int,
+        torch_threads: int,
+        cpus: float,
+        trust_remote_code: bool = False,
     ) -> None:
         set_torch_threads(torch_threads, cpus)
-        self.scorer = PRMScorer(prm_path, dtype, "cuda" if use_gpu else "cpu", batch_size)
+        self.scorer = PRMScorer(prm_path, dtype, "cuda" if use_gpu else "cpu", batch_size, trust_remote_code)
 
     def score(self, items: Sequence[tuple[Prompt, str]]) -> list[list[float]]:
         return self.scorer.score(items)

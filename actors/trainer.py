@@ -12,7 +12,7 @@ from mstar_ray.prm.model import StepLabeledExample
 from mstar_ray.records import TrainExample
 from mstar_ray.sync.buckets import SyncPlan
 from mstar_ray.sync.transport import free_port
-from mstar_ray.training.sft import DistributedSpec, OptimSpec, SFTTrainer, TrainStats
+from mstar_ray.training.sft import DistributedSpec, OptimSpec, PolicyOptions, SFTTrainer, TrainStats
 
 
 @ray.remote
@@ -27,15 +27,15 @@ class TrainerRank:
         """This node's IP and a free port, for rank 0 to host a process group (the trainers' or the sync group)."""
         return ray.util.get_node_ip_address(), free_port()
 
-    def setup(self, model_path: str, dist: DistributedSpec, dtype: str, freeze_vision: bool = False) -> None:
+    def setup(self, model_path: str, dist: DistributedSpec, options: PolicyOptions) -> None:
         """Host a policy trainer."""
-        self.trainer = SFTTrainer(model_path, dist, dtype, freeze_vision)
+        self.trainer = SFTTrainer(model_path, dist, options)
 
-    def setup_prm(self, backbone_path: str, dist: DistributedSpec, dtype: str, freeze_vision: bool, meta: dict) -> None:
+    def setup_prm(self, backbone_path: str, dist: DistributedSpec, options: PolicyOptions, meta: dict) -> None:
         """Host a PRM trainer (backbone from a policy checkpoint or a PRM directory)."""
         from mstar_ray.prm.trainer import PRMTrainer
 
-        self.trainer = PRMTrainer(backbone_path, dist, dtype, freeze_vision, meta)
+        self.trainer = PRMTrainer(backbone_path, dist, options, meta)
 
     def start_stage(self, optim: OptimSpec, reset_to_base: bool = False) -> None:
         self.trainer.start_stage(optim, reset_to_base)

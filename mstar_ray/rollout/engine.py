@@ -47,6 +47,7 @@ class EngineSpec:
     sequences_per_call: int  # transformers backend
     vllm: VLLMConfig
     seed: int = 0
+    trust_remote_code: bool = False
 
 
 def build_engine(spec: EngineSpec) -> RolloutEngine:
@@ -54,11 +55,13 @@ def build_engine(spec: EngineSpec) -> RolloutEngine:
     if spec.backend == RolloutBackend.VLLM:
         from mstar_ray.rollout.vllm_engine import VLLMRolloutEngine
 
-        return VLLMRolloutEngine(spec.model_path, spec.dtype, spec.use_gpu, spec.vllm, spec.seed)
+        return VLLMRolloutEngine(
+            spec.model_path, spec.dtype, spec.use_gpu, spec.vllm, spec.seed, spec.trust_remote_code
+        )
     from mstar_ray.rollout.hf_engine import TransformersRolloutEngine
 
     return TransformersRolloutEngine(
-        spec.model_path, spec.dtype, "cuda" if spec.use_gpu else "cpu", spec.sequences_per_call
+        spec.model_path, spec.dtype, "cuda" if spec.use_gpu else "cpu", spec.sequences_per_call, spec.trust_remote_code
     )
 
 

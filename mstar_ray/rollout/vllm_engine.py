@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from mstar_ray.config import VLLMConfig
 from mstar_ray.data.images import load_image
 from mstar_ray.encoding import prompt_text
+from mstar_ray.models.loading import load_processor
 from mstar_ray.records import Prompt, PromptRollouts, Sample
 from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.sync.buckets import SyncPlan
@@ -30,16 +31,23 @@ def request_seed(seed: int, prompt_id: str, prefix: str, copy: int) -> int:
 class VLLMRolloutEngine:
     """Holds one `vllm.LLM` and samples responses from it."""
 
-    def __init__(self, model_path: str, dtype: str, use_gpu: bool, options: VLLMConfig, seed: int = 0) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        dtype: str,
+        use_gpu: bool,
+        options: VLLMConfig,
+        seed: int = 0,
+        trust_remote_code: bool = False,
+    ) -> None:
         # In-process engine core: the actor's process is the engine (set before vllm is imported).
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         if not use_gpu:
             # Keep the actor's torch thread count instead of binding OpenMP threads to every core of the node.
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
         import vllm
-        from transformers import AutoProcessor
 
-        self.processor = AutoProcessor.from_pretrained(model_path)
+        self.processor = load_processor(model_path, trust_remote_code)
         memory = {"gpu_memory_utilization": options.gpu_memory_utilization}
         if options.kv_cache_gib is not None:
             memory["kv_cache_memory_bytes"] = int(options.kv_cache_gib * 2**30)
@@ -47,6 +55,7 @@ class VLLMRolloutEngine:
             model=model_path,
             dtype=dtype,
             seed=seed,
+            trust_remote_code=trust_remote_code,
             tensor_parallel_size=options.tensor_parallel_size,
             distributed_executor_backend="mp" if options.tensor_parallel_size > 1 else "uni",
             max_model_len=options.max_model_len,
@@ -56,7 +65,7 @@ class VLLMRolloutEngine:
             # A chunked prefill rewinds a seeded request's generator, which vLLM's CPU backend cannot do; whole
             # prefills keep per-request seeds (reproducible samples) working there.
             enable_chunked_prefill=use_gpu,
-            limit_mm_per_prompt={"image": 1},
+            limit_mm_per_prompt={"image": options.max_images_per_prompt},
             worker_extension_cls=EXTENSION,
             **memory,
         )
@@ -145,7 +154,7 @@ class VLLMRolloutEngine:
 
 
 def _images(prompt: Prompt) -> dict:
-    """vLLM's multi-modal input: one image, or a list of several (vllm.max_images_per_prompt allows them)."""
+    """vLLM's multi-modal input: one image, or a list of several (rollout.vllm.max_images_per_prompt)."""
     images = [load_image(path) for path in prompt.images]
     if not images:
         return {}

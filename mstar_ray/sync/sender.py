@@ -1,10 +1,13 @@
 """The trainer side of a weight sync: rank 0 plans the buckets and broadcasts them to every engine.
 
-Under ZeRO-3 every rank joins the gather of each bucket's parameters; only rank 0 sends. Frozen parameters (a
-frozen vision tower) go out once per sync group, trainable ones every time.
+Under ZeRO-3 every rank joins the gather of each bucket's parameters; only rank 0 sends. Weights that training
+never changes (a frozen vision tower, the base weights under LoRA adapters) go out once per sync group, the
+others every time.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 
@@ -32,19 +35,21 @@ class WeightSender:
         self.group = BroadcastGroup(host, port, 0, world_size, device, timeout_s)
         self.sent_frozen = set()  # new peers have only what they loaded from disk
 
-    def plan(self, module: torch.nn.Module, version: int, bucket_bytes: int) -> SyncPlan:
-        """The buckets of the next sync: every trainable weight, and frozen ones not yet sent to this group."""
+    def plan(
+        self, weights: Mapping[str, torch.Tensor], changing: frozenset[str], version: int, bucket_bytes: int
+    ) -> SyncPlan:
+        """The buckets of the next sync: every `changing` weight, and the others not yet sent to this group."""
         metas: list[TensorMeta] = []
         frozen_left = False
-        for name, param in module.named_parameters():
-            if param.requires_grad or name not in self.sent_frozen:
+        for name, param in weights.items():
+            if name in changing or name not in self.sent_frozen:
                 metas.append((name, _full_shape(param), param.dtype))
             else:
                 frozen_left = True
         names = frozenset(name for name, _, _ in metas)
         return SyncPlan(version, plan_buckets(metas, bucket_bytes), full=not frozen_left, names=names)
 
-    def send(self, module: torch.nn.Module, plan: SyncPlan, zero3: bool) -> int:
+    def send(self, weights: Mapping[str, torch.Tensor], changing: frozenset[str], plan: SyncPlan, zero3: bool) -> int:
         """Broadcast the plan's buckets (rank 0) or only help gather them (other ZeRO-3 ranks); returns bytes sent."""
         import deepspeed
 
@@ -52,7 +57,7 @@ class WeightSender:
             return 0
         if self.rank == 0 and self.group is None:
             raise RuntimeError("the sync group is not formed: call join() first")
-        params = dict(module.named_parameters())
+        params = dict(weights)
         pending: list[torch.distributed.Work] = []  # broadcasts straight from parameter storage
         staging = _StagingBuffers(plan, next(iter(params.values())).device)
         for bucket in plan.buckets:
@@ -70,7 +75,7 @@ class WeightSender:
         for work in pending + staging.in_flight():
             work.wait()
         if self.rank == 0:
-            self.sent_frozen |= {name for name in plan.names if not params[name].requires_grad}
+            self.sent_frozen |= plan.names - changing
         return plan.nbytes if self.rank == 0 else 0
 
     def close(self) -> None:

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 
 import torch
 
+from mstar_ray.config import LoRAConfig
 from mstar_ray.encoding import IGNORE_INDEX, collate, encode_example
 from mstar_ray.models.freeze import freeze_vision_tower
 from mstar_ray.models.loading import load_policy, load_processor
+from mstar_ray.models.lora import adapted_names, apply_lora, is_lora, policy_weights
 from mstar_ray.records import TrainExample
 from mstar_ray.sync.buckets import SyncPlan
 from mstar_ray.sync.sender import WeightSender
@@ -51,6 +53,17 @@ class OptimSpec:
     decay_steps: int = 0
     grad_clip: float = 1.0
     reduce_bucket_size: int = 500_000_000  # gradient elements per ZeRO reduction bucket
+
+
+@dataclass(frozen=True)
+class PolicyOptions:
+    """How a rank loads and adapts the model it trains."""
+
+    dtype: str = "float32"
+    freeze_vision: bool = False
+    trust_remote_code: bool = False
+    gradient_checkpointing: bool = False
+    lora: LoRAConfig | None = None  # train adapters only (None: all weights)
 
 
 @dataclass
@@ -126,30 +139,30 @@ class SFTTrainer:
     Subclasses train other models on other examples (the PRM) by overriding `_load_model`, `_encode` and `_loss`.
     """
 
-    def __init__(
-        self,
-        model_path: str,
-        dist: DistributedSpec,
-        dtype: str = "float32",
-        freeze_vision: bool = False,
-        trust_remote_code: bool = False,
-    ):
+    def __init__(self, model_path: str, dist: DistributedSpec, options: PolicyOptions = PolicyOptions()):
         init_distributed(dist)
-        self.trust_remote_code = trust_remote_code
         self.dist = dist
-        self.dtype = dtype
-        self.freeze_vision = freeze_vision
+        self.options = options
+        self.dtype = options.dtype
         self.device = torch.device("cuda" if dist.use_gpu else "cpu")
-        self.processor = load_processor(model_path, trust_remote_code)
+        self.processor = load_processor(model_path, options.trust_remote_code)
         self.model = self._load_model(model_path).to(self.device)
         self.engine = None
         self._base: dict[str, torch.Tensor] | None = None
         self.sender = WeightSender(dist.rank)
 
     def _load_model(self, model_path: str) -> torch.nn.Module:
-        model = load_policy(model_path, self.dtype, self.trust_remote_code)
-        if self.freeze_vision:
+        o = self.options
+        model = load_policy(model_path, o.dtype, o.trust_remote_code)
+        if o.freeze_vision:
             log.info("froze %d vision-tower parameters of the policy", freeze_vision_tower(model))
+        if o.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.config.use_cache = False
+        if o.lora is not None:
+            model = apply_lora(model, o.lora)
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            log.info("LoRA r=%d: %d trainable adapter parameters", o.lora.r, trainable)
         return model
 
     def _encode(self, example: TrainExample) -> dict[str, torch.Tensor]:
@@ -240,7 +253,16 @@ class SFTTrainer:
         with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=self._zero3()):
             if self.dist.rank != 0:
                 return {}
-            return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+            weights = policy_weights(module, module.state_dict().items())
+            return {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
+
+    def _sync_weights(self) -> tuple[dict[str, torch.Tensor], frozenset[str]]:
+        """The weights the rollout engines hold, by their names, and which of them training changes."""
+        module = self._module()
+        if is_lora(module):
+            return policy_weights(module, module.named_parameters()), adapted_names(module)
+        params = dict(module.named_parameters())
+        return params, frozenset(name for name, p in params.items() if p.requires_grad)
 
     def join_weight_sync(self, host: str, port: int, world_size: int, timeout_s: float) -> None:
         """Rank 0 hosts the group that broadcasts weights to the rollout engines."""
@@ -248,7 +270,7 @@ class SFTTrainer:
 
     def plan_weight_sync(self, version: int, bucket_bytes: int) -> SyncPlan:
         """Rank 0: the buckets of the next sync."""
-        return self.sender.plan(self._module(), version, bucket_bytes)
+        return self.sender.plan(*self._sync_weights(), version, bucket_bytes)
 
     def probe_weight_sync(self, nbytes: int) -> float:
         """Rank 0: broadcast one flat buffer of `nbytes` over the sync group; returns its seconds."""
@@ -256,14 +278,16 @@ class SFTTrainer:
 
     def send_weights(self, plan: SyncPlan) -> int:
         """Broadcast the plan's weights (rank 0; other ranks join ZeRO-3 gathers); returns bytes sent."""
-        return self.sender.send(self._module(), plan, self._zero3())
+        return self.sender.send(*self._sync_weights(), plan, self._zero3())
 
     def save_pretrained(self, out_dir: str) -> None:
         """Save the policy and processor as a Hugging Face checkpoint directory (rank 0 writes)."""
         weights = self.export_weights()
         if self.dist.rank != 0:
             return
-        self._module().save_pretrained(out_dir, state_dict=weights)
+        module = self._module()
+        policy = module.get_base_model() if is_lora(module) else module
+        policy.save_pretrained(out_dir, state_dict=weights)
         self.processor.save_pretrained(out_dir)
 
     def save_state(self, out_dir: str) -> None:

@@ -170,3 +170,38 @@ def test_rest_em_with_two_rollout_workers(ray_cluster, tiny_data, tiny_model, tm
         assert all(torch.equal(rollout[k], trainer[k]) for k in trainer)
         assert ray.get(worker.weights_version.remote()) == 3
     assert sorted(p.name for p in loop.run_dir.checkpoints.iterdir()) == ["final", "pre_evolved"]
+
+
+def test_lora_policy_syncs_merged_weights(ray_cluster, tiny_data, tiny_model, tmp_path) -> None:
+    cfg = _config(
+        tiny_data,
+        tiny_model,
+        tmp_path,
+        "resources.trainer_ranks=1",
+        "resources.cpus_per_trainer=1",
+        "train.lora.enabled=true",
+        "train.lora.r=4",
+        "train.freeze_vision=true",
+        "train.gradient_checkpointing=true",
+        "seed_sft.epochs=4",
+        "loop.iterations=1",
+        "loop.eval_test=false",
+        "rollout.samples_per_prompt=4",
+        "rollout.max_new_tokens=40",
+    )
+    connect_ray(cfg)
+    loop = MStarRun(cfg, RunDir.create(cfg), load_datasets(cfg))
+    loop.run()
+    # The engines hold the trainer's merged weights under the model's own names: no adapter tensors.
+    trainer = ray.get(loop.trainers.export_weights_ref())
+    worker = loop.rollout.workers[0]
+    rollout = ray.get(worker.state_dict.remote())
+    assert rollout.keys() == trainer.keys() and not [k for k in trainer if "lora" in k]
+    assert all(torch.equal(rollout[k], trainer[k]) for k in trainer)
+    assert ray.get(worker.weights_version.remote()) == loop.weights_version >= 2  # after seed SFT (+ the iteration)
+    # Only the adapted language-model projections changed; the final checkpoint is a plain model.
+    start = AutoModelForImageTextToText.from_pretrained(tiny_model).state_dict()
+    final = AutoModelForImageTextToText.from_pretrained(loop.run_dir.checkpoints / "final").state_dict()
+    changed = {k for k in start if not torch.equal(start[k], final[k])}
+    adapted = tuple(f"{m}.weight" for m in cfg.train.lora.target_modules)
+    assert changed and all(".language_model." in k and k.endswith(adapted) for k in changed)

@@ -1,0 +1,124 @@
+"""Options for training the policy, on one in-process DeepSpeed rank: LoRA adapters (merged for the engines and
+checkpoints), gradient checkpointing, bfloat16, and refusing a checkpoint's own code unless it is trusted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+from mstar_ray.config import LoRAConfig
+from mstar_ray.config_io import load_config
+from mstar_ray.data.llava import load_prompts
+from mstar_ray.encoding import collate, encode_example
+from mstar_ray.models.freeze import VISION_MODULES
+from mstar_ray.models.loading import load_policy, load_processor
+from mstar_ray.records import TrainExample
+from mstar_ray.training.sft import DistributedSpec, OptimSpec, PolicyOptions, SFTTrainer
+
+
+def _dist() -> DistributedSpec:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return DistributedSpec(0, 1, "127.0.0.1", sock.getsockname()[1], use_gpu=False)
+
+
+@pytest.fixture(scope="module")
+def examples(tiny_data) -> list[TrainExample]:
+    prompts, _ = load_prompts(tiny_data["seed"])
+    return [TrainExample(p, p.reference) for p in prompts[:8]]
+
+
+def test_lora_trains_adapters_and_exports_merged_weights(tiny_model, examples, tmp_path) -> None:
+    base = dict(load_policy(tiny_model).named_parameters())
+    trainer = SFTTrainer(str(tiny_model), _dist(), PolicyOptions(lora=LoRAConfig(enabled=True, r=4, alpha=8)))
+    trainer.start_stage(OptimSpec(lr=1e-2, micro_batch_size=4))
+    stats = trainer.train(examples, epochs=2)
+    assert stats.optimizer_steps == 4 and torch.isfinite(torch.tensor(stats.mean_loss))
+
+    weights, changing = trainer._sync_weights()
+    assert weights.keys() == base.keys()  # the engines' names: no adapter tensors, no peft prefixes
+    assert changing and all(".language_model." in name for name in changing)
+    assert not any(VISION_MODULES.intersection(name.split(".")) for name in changing)
+    # Adapted weights moved; everything else is still the loaded checkpoint.
+    assert all(not torch.equal(weights[name], base[name]) for name in changing)
+    assert all(torch.equal(weights[name], base[name]) for name in base.keys() - changing)
+
+    # The saved checkpoint is a plain model that computes what the adapted policy computes.
+    trainer.save_pretrained(str(tmp_path / "merged"))
+    merged = load_policy(tmp_path / "merged").eval()
+    batch = collate(
+        [encode_example(trainer.processor, ex) for ex in examples[:2]], trainer.processor.tokenizer.pad_token_id
+    )
+    peft_model = trainer._module().eval()
+    with torch.no_grad():
+        expected, got = peft_model(**batch).logits, merged(**batch).logits
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_model, examples) -> None:
+    processor = load_processor(tiny_model)
+    batch = collate([encode_example(processor, ex) for ex in examples[:4]], processor.tokenizer.pad_token_id)
+    results = []
+    for checkpointing in (False, True):
+        model = load_policy(tiny_model).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        loss = model(**batch).loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((loss.detach(), grads, model.is_gradient_checkpointing))
+    (loss0, grads0, on0), (loss1, grads1, on1) = results
+    assert (on0, on1) == (False, True)
+    torch.testing.assert_close(loss1, loss0)
+    assert grads0.keys() == grads1.keys() and len(grads0) > 50
+    for name in grads0:
+        torch.testing.assert_close(grads1[name], grads0[name], atol=1e-5, rtol=1e-4)
+
+
+def test_bfloat16_policy_trains_with_checkpointing(tiny_model, examples) -> None:
+    options = PolicyOptions(dtype="bfloat16", gradient_checkpointing=True)
+    trainer = SFTTrainer(str(tiny_model), _dist(), options)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.start_stage(OptimSpec(lr=1e-3, micro_batch_size=4))
+    stats = trainer.train(examples, epochs=1)
+    params = dict(trainer._module().named_parameters())
+    assert {p.dtype for p in params.values()} == {torch.bfloat16}
+    assert stats.optimizer_steps == 2 and torch.isfinite(torch.tensor(stats.mean_loss))
+    assert sum(not torch.equal(before[n], p) for n, p in params.items()) > 50
+
+
+def _remote_code_checkpoint(tiny_model: Path, out: Path) -> Path:
+    """The tiny model as a checkpoint with its own modeling code, the way remote-code VLMs ship."""
+    shutil.copytree(tiny_model, out)
+    (out / "modeling_custom_vlm.py").write_text(
+        "from transformers import Qwen2VLForConditionalGeneration\n\n\n"
+        "class CustomVLM(Qwen2VLForConditionalGeneration):\n"
+        "    loaded_from_remote_code = True\n"
+    )
+    config = json.loads((out / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_custom_vlm.CustomVLM"}
+    (out / "config.json").write_text(json.dumps(config))
+    return out
+
+
+def test_remote_code_loads_only_when_trusted(tiny_model, tiny_data, tmp_path) -> None:
+    path = _remote_code_checkpoint(tiny_model, tmp_path / "remote")
+    overrides = [
+        f"model.path={path}",
+        f"data.labeled={tiny_data['labeled']}",
+        f"data.validation={tiny_data['validation']}",
+    ]
+    with pytest.raises(ValueError, match=r"model\.path: .* ships its own modeling code.*model\.trust_remote_code=true"):
+        load_config(None, [*overrides, "loop.eval_test=false"])
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        load_policy(path)
+    cfg = load_config(None, [*overrides, "loop.eval_test=false", "model.trust_remote_code=true"])
+    model = load_policy(cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
+    assert type(model).__name__ == "CustomVLM" and model.loaded_from_remote_code
+    native = load_policy(tiny_model)
+    assert dict(model.state_dict()).keys() == dict(native.state_dict()).keys()
