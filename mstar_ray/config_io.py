@@ -67,14 +67,40 @@ def config_from_dict(tree: dict[str, Any]) -> MStarConfig:
         raise ConfigError(_format_errors(err)) from None
 
 
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, section by section."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_tree(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML config file as a dict. A top-level `base: other.yaml` (or a list of files, merged in order; paths
+    relative to the file) is read first and the file's own keys override it, section by section."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ConfigError(f"{path}: `base` files include each other")
+    loaded = _parse_yaml(path.read_text())
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    tree = dict(loaded or {})
+    bases = tree.pop("base", [])
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: base must be the path of another config file, or a list of them")
+    merged: dict[str, Any] = {}
+    for base in bases:
+        base_path = path.parent / base
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: base file not found: {base_path}")
+        merged = _merge(merged, read_tree(base_path, (*_seen, path)))
+    return _merge(merged, tree)
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> MStarConfig:
     """Load a YAML config file (or none) and apply overrides."""
-    tree: dict[str, Any] = {}
-    if path is not None:
-        loaded = _parse_yaml(Path(path).read_text())
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        tree = loaded or {}
+    tree = read_tree(path) if path is not None else {}
     return config_from_dict(apply_overrides(tree, overrides or []))
 
 
