@@ -156,8 +156,8 @@ class DataConfig(Section):
     columns: DataColumnsConfig = DataColumnsConfig()
     """Column names of flat, parquet and `save_to_disk` datasets (applies to every split's file)."""
     image_cache: str | None = None
-    """Folder embedded image bytes are written to once (null: `.mstar_image_cache` beside each dataset; it must be
-    on a filesystem every node sees)."""
+    """Folder embedded image bytes are written to once (null: `.mstar_image_cache` in the dataset's folder, or in
+    the dataset folder itself); it must be on a filesystem every node sees."""
 
 
 class ResourcesConfig(Section):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mstar_ray.config import MStarConfig
-from mstar_ray.data.llava import load_prompts
+from mstar_ray.data.formats import BadRowError, load_prompts
 from mstar_ray.records import Prompt
 
 log = logging.getLogger("mstar")
@@ -32,13 +32,19 @@ def load_datasets(cfg: MStarConfig) -> Datasets:
     loaded, reports = {}, {}
     for split in ("labeled", "validation", "test", "seed_cot", "unlabeled"):
         path = getattr(d, split)
-        args = (d.image_root, d.on_bad_row, d.check_images, split != "unlabeled")
-        prompts, report = load_prompts(path, *args) if path else ([], None)
+        args = (d.image_root, d.on_bad_row, d.check_images, split != "unlabeled", d.columns, d.image_cache)
+        try:
+            prompts, report = load_prompts(path, *args) if path else ([], None)
+        except (BadRowError, FileNotFoundError, ValueError) as err:  # say which key named the unusable file
+            kind = type(err) if type(err) in (BadRowError, FileNotFoundError) else ValueError
+            raise kind(f"data.{split}: {err}") from err
         if path and not prompts:
             raise ValueError(f"data.{split}: no usable rows in {path} (skipped: {dict(report.skipped)})")
         loaded[split], reports[split] = prompts, report.to_dict() if report else None
         if report and report.skipped:
-            log.warning("data.%s: skipped %s", split, dict(report.skipped))
+            log.warning("data.%s: skipped %s (first ids: %s)", split, dict(report.skipped), report.examples)
+        if report and report.image_cache:
+            log.info("data.%s: embedded images written to %s", split, report.image_cache)
     if cfg.seed_sft.enabled and not any(p.reference for p in loaded["seed_cot"]):
         raise ValueError(f"data.seed_cot: no row of {d.seed_cot} has a '# Answer' chain of thought to train on")
     loaded["validation"] = loaded["validation"][: d.max_validation]
