@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from mstar_ray.config import MStarConfig
 from mstar_ray.config_io import config_to_yaml, load_config
 from mstar_ray.report import results_table as _results_table  # cmd_run prints the test results with it
 from mstar_ray.report import write_report
@@ -32,21 +33,60 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmark_overrides(args: argparse.Namespace) -> list[str]:
+    """`eval.benchmarks.NAME=PATH` overrides from --benchmarks, then the key.sub=value overrides (argparse hands
+    overrides that follow --benchmarks to it; benchmark names have no dot)."""
+    specs = [s for s in args.benchmarks or [] if "." not in s.partition("=")[0]]
+    overrides = [s for s in args.benchmarks or [] if s not in specs] + args.overrides
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--benchmarks {spec!r}: give NAME=PATH, e.g. mathvista=/data/MathVista")
+        overrides.append(f"eval.benchmarks.{name}={json.dumps(path)}")  # quoted: any path is a YAML string
+    return overrides
+
+
+def _eval_benchmarks(cfg: MStarConfig, args: argparse.Namespace) -> int:
+    from mstar_ray.benchmarks import evaluate_benchmarks, load_benchmarks
+    from mstar_ray.groups import RolloutGroup
+    from mstar_ray.resources import connect_ray
+    from mstar_ray.rollout.sampling import SamplingParams
+
+    e = cfg.eval
+    cache = e.image_cache or str(Path(cfg.run.output_dir) / "image_cache")
+    loaded = load_benchmarks(e.benchmarks, cache, cfg.data.on_bad_row, e.limit)  # bad paths fail before Ray starts
+    connect_ray(cfg, with_trainers=False)
+    max_new_tokens = e.max_new_tokens or cfg.rollout.max_new_tokens
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=cfg.run.seed)
+    out = Path(args.out) if args.out else Path(cfg.run.output_dir) / "eval" / cfg.run.name
+    evaluate_benchmarks(RolloutGroup(cfg, cfg.model.path), loaded, params, out, cfg.model.path, args.stage)
+    print((out / "benchmark_table.md").read_text())
+    print(f"summaries in {out / 'benchmarks.json'}; predictions in {out / 'benchmark_predictions'}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Greedy accuracy and Pass@K on a data split, or accuracy on the paper's benchmarks (--benchmarks or
+    eval.benchmarks)."""
     from mstar_ray.data.splits import load_datasets
     from mstar_ray.evaluation import evaluate
     from mstar_ray.groups import RolloutGroup
     from mstar_ray.resources import connect_ray
     from mstar_ray.rollout.sampling import SamplingParams
 
-    cfg = load_config(args.config, args.overrides)
+    if args.split and args.benchmarks:
+        raise ValueError("give either --split or --benchmarks, not both")
+    cfg = load_config(args.config, _benchmark_overrides(args))
+    if cfg.eval.benchmarks and not args.split:
+        return _eval_benchmarks(cfg, args)
+    split = args.split or "test"
     data = load_datasets(cfg)
-    prompts = getattr(data, args.split)
+    prompts = getattr(data, split)
     connect_ray(cfg, with_trainers=False)
     r = cfg.rollout
     params = SamplingParams(r.samples_per_prompt, r.temperature, r.top_p, r.top_k, r.max_new_tokens, cfg.run.seed)
     result = evaluate(RolloutGroup(cfg, cfg.model.path), prompts, params)
-    payload = {"model": cfg.model.path, "split": args.split} | result.to_dict()
+    payload = {"model": cfg.model.path, "split": split} | result.to_dict()
     print(json.dumps(payload, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(payload, indent=2))
@@ -110,11 +150,33 @@ def cmd_make_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_split(args: argparse.Namespace) -> int:
+    """Split one source dataset into labeled, unlabeled, validation and test sets and print the config to use."""
+    from mstar_ray.config import DataColumnsConfig, OnBadRow
+    from mstar_ray.data.split import SplitSizes, config_overrides, split_dataset
+
+    pairs = [pair.partition("=") for pair in args.column or []]
+    if not all(sep and name for _, sep, name in pairs):
+        raise ValueError("--column takes FIELD=NAME, e.g. --column question=problem")
+    columns = DataColumnsConfig(**{key: name for key, _, name in pairs})
+    sizes = SplitSizes(args.test, args.validation, args.labeled_share)
+    report = split_dataset(
+        args.source, args.out, sizes, args.seed, args.image_root, OnBadRow(args.on_bad_row), columns, args.image_cache
+    )
+    for name, path in report["files"].items():
+        print(f"{name}: {report['counts'][name]} prompts -> {path}")
+    load = report["load"]
+    print(f"skipped {sum(load['skipped'].values())} rows {load['skipped'] or ''}".rstrip())
+    print("config overrides:\n  " + " ".join(config_overrides(report)))
+    return 0
+
+
 def cmd_make_model(args: argparse.Namespace) -> int:
     from mstar_ray.data.synthetic import corpus_texts
-    from mstar_ray.models.tiny import build_tiny_vlm
+    from mstar_ray.models.factory import build_tiny_model
 
-    print(f"tiny Qwen2-VL written to {build_tiny_vlm(corpus_texts(), args.out, seed=args.seed)}")
+    out = build_tiny_model(args.family, corpus_texts(), args.out, seed=args.seed)
+    print(f"tiny {args.family} model written to {out}")
     return 0
 
 
@@ -132,10 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its latest checkpoint")
     run.add_argument("overrides", nargs="*", help="key.sub=value overrides")
     run.set_defaults(func=cmd_run)
-    ev = sub.add_parser("eval", help="greedy accuracy and Pass@K of model.path on a split")
+    ev = sub.add_parser("eval", help="greedy accuracy and Pass@K of model.path on a split, or on benchmarks")
     ev.add_argument("--config", required=True)
-    ev.add_argument("--split", default="test", choices=["test", "validation", "labeled"])
-    ev.add_argument("--out", help="write the result JSON here")
+    ev.add_argument("--split", choices=["test", "validation", "labeled"], help="data split (default: test)")
+    ev.add_argument(
+        "--benchmarks", nargs="+", metavar="NAME=PATH", help="benchmarks to evaluate (mathvista, m3cot, mmstar, "
+        "mmbench, ai2d) and their local files; added to eval.benchmarks"
+    )  # fmt: skip
+    ev.add_argument("--stage", default="", help="stage label of model.path in the benchmark table, e.g. final")
+    ev.add_argument("--out", help="split: the result JSON file; benchmarks: the output folder "
+                    "(default: run.output_dir/eval/run.name)")  # fmt: skip
     ev.add_argument("overrides", nargs="*")
     ev.set_defaults(func=cmd_eval)
     prm = sub.add_parser("prm", help="process reward model: Monte-Carlo step labels, training")
@@ -166,9 +234,23 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--test", type=int, default=300)
     data.add_argument("--unlabeled", type=int, default=0, help="prompts for the unlabeled pool (0: no file)")
     data.set_defaults(func=cmd_make_data)
-    model = sub.add_parser("make-model", help="build a tiny random-weight Qwen2-VL with its own tokenizer")
+    split = sub.add_parser("split", help="split a source dataset (e.g. MathV360K) into labeled/unlabeled/val/test")
+    split.add_argument("--source", required=True, help="dataset in any format data.labeled accepts (PATH[::SPLIT])")
+    split.add_argument("--image-root", help="folder relative image paths resolve against (default: the source's)")
+    split.add_argument("--out", required=True, help="folder for the four LLaVA JSON files and split_report.json")
+    split.add_argument("--seed", type=int, default=0, help="shuffle seed")
+    split.add_argument("--test", type=int, default=750, help="in-domain test prompts, from the unlabeled share")
+    split.add_argument("--validation", type=int, default=250, help="validation prompts, from the unlabeled share")
+    split.add_argument("--labeled-share", type=float, default=0.5, help="share of the prompts that is labeled")
+    split.add_argument("--on-bad-row", default="skip", choices=["skip", "error"])
+    split.add_argument("--column", action="append", metavar="FIELD=NAME", help="as data.columns.FIELD (repeatable)")
+    split.add_argument("--image-cache", help="where embedded images are written (as data.image_cache)")
+    split.set_defaults(func=cmd_split)
+    model = sub.add_parser("make-model", help="build a tiny random-weight VLM with its own tokenizer and processor")
     model.add_argument("--out", required=True)
     model.add_argument("--seed", type=int, default=0)
+    # checked by the factory (importing it here would load transformers for every command)
+    model.add_argument("--family", default="qwen2_vl", help="model family, e.g. llava; an unknown one lists them all")
     model.set_defaults(func=cmd_make_model)
     report = sub.add_parser("report", help="write a self-contained report (HTML or Markdown) of a run directory")
     report.add_argument("run_dir", help="run directory (run.output_dir/run.name)")

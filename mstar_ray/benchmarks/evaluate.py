@@ -1,0 +1,78 @@
+"""`mstar eval` on the paper's benchmarks: load them, greedy-decode every item, score, and write the results."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mstar_ray.benchmarks.items import BenchItem
+from mstar_ray.benchmarks.registry import BENCHMARKS
+from mstar_ray.benchmarks.results import ItemResult, TableRow, benchmark_table, score_items, summarize
+from mstar_ray.config import OnBadRow
+from mstar_ray.data.formats import LoadReport
+from mstar_ray.evaluation import Generator
+from mstar_ray.rollout.sampling import SamplingParams
+
+log = logging.getLogger("mstar")
+
+
+@dataclass(frozen=True)
+class LoadedBenchmark:
+    """A benchmark's usable items and what its load skipped."""
+
+    name: str
+    items: list[BenchItem]
+    report: LoadReport
+
+
+def load_benchmarks(
+    paths: Mapping[str, str], cache_dir: str | Path, on_bad_row: OnBadRow, limit: int | None = None
+) -> dict[str, LoadedBenchmark]:
+    """Load each named benchmark from its local path (at most `limit` items each), counting skipped rows."""
+    loaded = {}
+    for name, path in paths.items():
+        if name not in BENCHMARKS:
+            raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+        items, report = BENCHMARKS[name].load(path, cache_dir, on_bad_row, limit)
+        if not items:
+            raise ValueError(f"{name}: no usable items in {path} (skipped: {dict(report.skipped)})")
+        if report.skipped:
+            log.warning("%s: skipped %s", name, dict(report.skipped))
+        loaded[name] = LoadedBenchmark(name, items, report)
+    return loaded
+
+
+def _write_predictions(path: Path, results: Sequence[ItemResult]) -> None:
+    with path.open("w") as f:
+        for result in results:
+            f.write(json.dumps(result.to_dict()) + "\n")
+
+
+def evaluate_benchmarks(
+    generator: Generator,
+    benchmarks: Mapping[str, LoadedBenchmark],
+    params: SamplingParams,
+    out_dir: str | Path,
+    model: str = "",
+    stage: str = "",
+) -> dict:
+    """Greedy-decode every item once (all benchmarks in one call, spread over the generator's workers), score, and
+    write `benchmarks.json`, `benchmark_predictions/<name>.jsonl` and `benchmark_table.md` into `out_dir`."""
+    prompts = [item.prompt for bench in benchmarks.values() for item in bench.items]
+    rollouts = generator.generate(prompts, params.with_(n=1, temperature=0.0))
+    responses = iter(r.samples[0].text for r in rollouts)
+    out = Path(out_dir)
+    (out / "benchmark_predictions").mkdir(parents=True, exist_ok=True)
+    summaries = {}
+    for name, bench in benchmarks.items():
+        results = score_items(name, bench.items, [next(responses) for _ in bench.items])
+        summaries[name] = summarize(name, results) | {"load": bench.report.to_dict()}
+        _write_predictions(out / "benchmark_predictions" / f"{name}.jsonl", results)
+    payload = {"model": model, "stage": stage, "max_new_tokens": params.max_new_tokens, "benchmarks": summaries}
+    (out / "benchmarks.json").write_text(json.dumps(payload, indent=2))
+    table = benchmark_table([TableRow(Path(model).name or model, stage, summaries)])
+    (out / "benchmark_table.md").write_text(table)
+    return payload

@@ -1,0 +1,544 @@
+"""Tiny copies of the five benchmarks in their published on-disk layouts, for tests.
+
+Parquet files are written by `datasets` with the features the Hugging Face dataset cards declare (images as
+`datasets.Image` structs with embedded bytes), TSVs like VLMEvalKit's (base64 images), MathVista also as the GitHub
+`testmini.json` with an `images/` folder. Each has a few good rows and a few bad ones; `EXPECTED` gives what a
+load should keep and skip.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from pathlib import Path
+
+import datasets
+from datasets import Features, Image, List, Value
+from PIL import Image as PILImage
+
+NOT_AN_IMAGE = b"this is not an image at all, just some bytes pretending to be one" * 2
+
+
+def image_bytes(seed: int, fmt: str = "PNG") -> bytes:
+    """A small solid-colour image, distinct per seed."""
+    out = io.BytesIO()
+    PILImage.new("RGB", (40, 32), ((seed * 53) % 256, (seed * 97) % 256, (seed * 31) % 256)).save(out, fmt)
+    return out.getvalue()
+
+
+def _embedded(data: bytes | None) -> dict | None:
+    return None if data is None else {"bytes": data, "path": None}
+
+
+def _write_parquet(path: Path, rows: list[dict], features: Features) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = {name: [row[name] for row in rows] for name in features}
+    datasets.Dataset.from_dict(columns, features=features).to_parquet(str(path))
+    return path
+
+
+# ---------------------------------------------------------------- MathVista (AI4Math/MathVista, lupantech/MathVista)
+
+MATHVISTA_FEATURES = Features(
+    {
+        "pid": Value("string"),
+        "question": Value("string"),
+        "image": Value("string"),
+        "decoded_image": Image(),
+        "choices": List(Value("string")),
+        "unit": Value("string"),
+        "precision": Value("float64"),
+        "answer": Value("string"),
+        "question_type": Value("string"),
+        "answer_type": Value("string"),
+        "metadata": {
+            "category": Value("string"),
+            "context": Value("string"),
+            "grade": Value("string"),
+            "img_height": Value("int64"),
+            "img_width": Value("int64"),
+            "language": Value("string"),
+            "skills": List(Value("string")),
+            "source": Value("string"),
+            "split": Value("string"),
+            "task": Value("string"),
+        },
+        "query": Value("string"),
+    }
+)
+
+# (pid, question, choices, unit, precision, answer, question_type, answer_type, task, image)
+_MATHVISTA = [
+    (
+        "1",
+        "How many bars have values smaller than 6?",
+        None,
+        None,
+        None,
+        "4",
+        "free_form",
+        "integer",
+        "figure question answering",
+        "ok",
+    ),
+    (
+        "2",
+        "Find $m\\angle H$",
+        ["97", "102", "107", "122"],
+        None,
+        None,
+        "97",
+        "multi_choice",
+        "text",
+        "geometry problem solving",
+        "ok",
+    ),
+    (
+        "3",
+        "By what distance $d$ is the spring compressed?",
+        None,
+        None,
+        1.0,
+        "1.2",
+        "free_form",
+        "float",
+        "textbook question answering",
+        "ok",
+    ),
+    (
+        "4",
+        "Subtract all red things. How many objects are left?",
+        None,
+        None,
+        None,
+        "5",
+        "free_form",
+        "integer",
+        "math word problem",
+        "ok",
+    ),
+    (
+        "5",
+        "what is the total volume of the measuring cup?",
+        None,
+        "g",
+        None,
+        "1000",
+        "free_form",
+        "integer",
+        "visual question answering",
+        "ok",
+    ),
+    (
+        "6",
+        "Which organism with be most affected if algae was eliminated?",
+        ["Tilapia", "Common water flea", "Great diving beetle", "Tadpole"],
+        None,
+        None,
+        "Common water flea",
+        "multi_choice",
+        "text",
+        "textbook question answering",
+        "ok",
+    ),
+    (
+        "7",
+        "What is the ratio of the smallest bar to the largest?",
+        None,
+        None,
+        2.0,
+        "0.25",
+        "free_form",
+        "float",
+        "figure question answering",
+        "ok",
+    ),
+    (
+        "8",
+        "Which years have values above 50?",
+        None,
+        None,
+        None,
+        "[2007, 2008]",
+        "free_form",
+        "list",
+        "figure question answering",
+        "ok",
+    ),
+    (
+        "9",
+        "Is this function continuous at each point?",
+        ["Yes", "No"],
+        None,
+        None,
+        "No",
+        "multi_choice",
+        "text",
+        "visual question answering",
+        "ok",
+    ),
+    (
+        "10",
+        "How many people are in the image?",
+        None,
+        None,
+        None,
+        "2",
+        "free_form",
+        "integer",
+        "visual question answering",
+        "missing",
+    ),
+    (
+        "11",
+        "What is the perimeter of the shape?",
+        None,
+        "cm",
+        None,
+        "",
+        "free_form",
+        "integer",
+        "geometry problem solving",
+        "ok",
+    ),
+    ("12", "How many dots are there?", None, None, None, "7", "free_form", "integer", "math word problem", "corrupt"),
+]
+_ASK = "Hint: Please answer the question"
+_HINTS = {
+    "multi_choice": f"{_ASK} and provide the correct option letter, e.g., A, B, C, D, at the end.",
+    "integer": f"{_ASK} requiring an integer answer and provide the final value, e.g., 1, 2, 3, at the end.",
+    "float": f"{_ASK} requiring a floating-point number with one decimal place and provide the final value, "
+    "e.g., 1.2, 1.3, 1.4, at the end.",
+    "list": f"{_ASK} requiring a Python list as an answer and provide the final list, e.g., [1, 2, 3], "
+    "[1.2, 1.3, 1.4], at the end.",
+}
+
+
+def _mathvista_problem(spec: tuple) -> dict:
+    pid, question, choices, unit, precision, answer, qtype, atype, task, _ = spec
+    query = _HINTS[qtype if qtype == "multi_choice" else atype] + f"\nQuestion: {question}"
+    if unit:
+        query += f" (Unit: {unit})"
+    if choices:
+        query += "\nChoices:\n" + "\n".join(f"({chr(65 + i)}) {c}" for i, c in enumerate(choices))
+    metadata = {
+        "category": "math-targeted-vqa",
+        "context": "bar chart",
+        "grade": "high school",
+        "img_height": 32,
+        "img_width": 40,
+        "language": "english",
+        "skills": ["arithmetic reasoning"],
+        "source": "fixture",
+        "split": "testmini",
+        "task": task,
+    }
+    return {
+        "pid": pid,
+        "question": question,
+        "image": f"images/{pid}.jpg",
+        "choices": choices,
+        "unit": unit,
+        "precision": precision,
+        "answer": answer,
+        "question_type": qtype,
+        "answer_type": atype,
+        "metadata": metadata,
+        "query": query,
+    }
+
+
+def _mathvista_image(spec: tuple) -> bytes | None:
+    kind = spec[-1]
+    return {"ok": image_bytes(int(spec[0]), "JPEG"), "missing": None, "corrupt": NOT_AN_IMAGE}[kind]
+
+
+def write_mathvista_parquet(root: Path) -> Path:
+    """A Hugging Face snapshot: data/testmini-*.parquet (and a test split that must not be read)."""
+    rows = [_mathvista_problem(s) | {"decoded_image": _embedded(_mathvista_image(s))} for s in _MATHVISTA]
+    _write_parquet(root / "data" / "testmini-00000-of-00001-725687bf7a18d64b.parquet", rows, MATHVISTA_FEATURES)
+    other = _mathvista_problem(("1001", "Held-out test question?", None, None, None, "", "free_form", "integer",
+                                "math word problem", "ok"))  # fmt: skip
+    other["decoded_image"] = _embedded(image_bytes(1001, "JPEG"))
+    _write_parquet(root / "data" / "test-00000-of-00002-6a611c71596db30f.parquet", [other], MATHVISTA_FEATURES)
+    return root
+
+
+def write_mathvista_json(root: Path) -> Path:
+    """The GitHub layout: testmini.json (pid -> problem, no decoded_image or query) beside images/<pid>.jpg."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    problems = {}
+    for spec in _MATHVISTA:
+        problem = _mathvista_problem(spec)
+        del problem["query"]
+        if problem["precision"] is not None:
+            problem["precision"] = int(problem["precision"])
+        problems[problem["pid"]] = problem
+        data = _mathvista_image(spec)
+        if data is not None:
+            (root / problem["image"]).write_bytes(data)
+    (root / "testmini.json").write_text(json.dumps(problems, indent=4))
+    return root / "testmini.json"
+
+
+# ---------------------------------------------------------------- M3CoT (LightChen2333/M3CoT)
+
+M3COT_FEATURES = Features(
+    {
+        "id": Value("string"),
+        "category": Value("string"),
+        "image_id": Value("string"),
+        "question": Value("string"),
+        "choices": List(Value("string")),
+        "context": Value("string"),
+        "answer": Value("string"),
+        "rationale": Value("string"),
+        "split": Value("string"),
+        "image": Image(),
+        "domain": Value("string"),
+        "topic": Value("string"),
+    }
+)
+
+# (id, question, choices, context, answer, domain, topic, has image)
+_M3COT = [
+    ("physical-commonsense-1342", "What is the primary business of the truck?",
+     ["Selling clothing", "Selling food", "Selling books", "Selling electronics"], "", "B", "commonsense",
+     "physical-commonsense", True),
+    ("physics-1074", "Which property do these three objects have in common?", ["fragile", "sticky", "fuzzy"],
+     "Select the best answer.", "C", "science", "natural-science", True),
+    ("algebra-12", "What is the value of x in the figure?", ["3", "4", "5", "6"], "", "A", "mathematics",
+     "algebra", True),
+    ("geometry-40", "Which angle is the largest?", ["angle A", "angle B", "angle C", "angle D"], "", "D",
+     "mathematics", "geometry", True),
+    ("social-science-7", "Which country is highlighted?", ["Fiji", "Tonga", "Samoa", "Nauru"], "", "E", "science",
+     "social-science", True),
+    ("temporal-commonsense-3", "What happens next?", ["It rains", "It snows"], "", "A", "commonsense",
+     "temporal-commonsense", False),
+]  # fmt: skip
+
+
+def _m3cot_row(spec: tuple, index: int, split: str) -> dict:
+    rid, question, choices, context, answer, domain, topic, has_image = spec
+    return {
+        "id": rid,
+        "category": "fixture",
+        "image_id": str(index),
+        "question": question,
+        "choices": choices,
+        "context": context,
+        "answer": answer,
+        "rationale": "Look at the image.",
+        "split": split,
+        "image": _embedded(image_bytes(100 + index) if has_image else None),
+        "domain": domain,
+        "topic": topic,
+    }
+
+
+def write_m3cot(root: Path) -> Path:
+    """A Hugging Face snapshot with test and validation parquet files (only test is evaluated)."""
+    rows = [_m3cot_row(s, i, "test") for i, s in enumerate(_M3COT)]
+    _write_parquet(root / "data" / "test-00000-of-00001.parquet", rows, M3COT_FEATURES)
+    _write_parquet(root / "data" / "validation-00000-of-00001.parquet", [_m3cot_row(_M3COT[0], 50, "dev")],
+                   M3COT_FEATURES)  # fmt: skip
+    return root
+
+
+# ---------------------------------------------------------------- MMStar (Lin-Chen/MMStar, VLMEvalKit MMStar.tsv)
+
+MMSTAR_FEATURES = Features(
+    {
+        "index": Value("int64"),
+        "question": Value("string"),
+        "image": Image(),
+        "answer": Value("string"),
+        "category": Value("string"),
+        "l2_category": Value("string"),
+        "meta_info": {"source": Value("string"), "split": Value("string"), "image_path": Value("string")},
+    }
+)
+
+# (question stem, options, answer, category, l2 category, has image)
+_MMSTAR = [
+    ("Which option describe the object relationship in the image correctly?",
+     ["The suitcase is on the book.", "The suitcase is beneath the cat.", "The suitcase is beneath the bed.",
+      "The suitcase is beneath the book."], "A", "coarse perception", "image scene and topic", True),
+    ("How many apples are there in the image?", ["4", "3", "2", "1"], "B", "fine-grained perception",
+     "object counting", True),
+    ("What is the man on the left holding?", ["a cup", "a phone", "a book", "nothing"], "C", "instance reasoning",
+     "single-instance reasoning", True),
+    ("Which shape comes next in the sequence?", ["circle", "square", "triangle", "star"], "D", "logical reasoning",
+     "diagram reasoning", True),
+    ("What is the area of the triangle?", ["6", "8", "10", "12"], "A", "math", "geometry", True),
+    ("Which material conducts electricity?", ["copper, a metal", "rubber", "glass", "wood"], "A",
+     "science & technology", "electronics & energy & mechanical eng.", True),
+    ("What color is the sky?", ["blue", "green", "red", "black"], "A", "coarse perception", "image emotion", False),
+]  # fmt: skip
+
+
+def _inline_options(options: list[str]) -> str:
+    return "Options: " + ", ".join(f"{chr(65 + i)}: {o}" for i, o in enumerate(options))
+
+
+def write_mmstar_parquet(root: Path) -> Path:
+    """The Hugging Face repo: mmstar.parquet (config mmstar, split val) with the options inside the question."""
+    rows = [
+        {
+            "index": i,
+            "question": f"{stem}\n{_inline_options(options)}",
+            "image": _embedded(image_bytes(200 + i) if has_image else None),
+            "answer": answer,
+            "category": category,
+            "l2_category": l2,
+            "meta_info": {"source": "fixture", "split": "val", "image_path": f"images/{i}.jpg"},
+        }
+        for i, (stem, options, answer, category, l2, has_image) in enumerate(_MMSTAR)
+    ]
+    _write_parquet(root / "mmstar.parquet", rows, MMSTAR_FEATURES)
+    return root
+
+
+def _write_tsv(path: Path, header: list[str], rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, header, delimiter="\t")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def write_mmstar_tsv(root: Path) -> Path:
+    """VLMEvalKit's MMStar.tsv: options in columns A-D, base64 images (an empty image cell for the bad row)."""
+    header = ["index", "question", "A", "B", "C", "D", "answer", "category", "l2-category", "image"]
+    rows = []
+    for i, (stem, options, answer, category, l2, has_image) in enumerate(_MMSTAR):
+        row = {"index": i, "question": stem, "answer": answer, "category": category, "l2-category": l2}
+        row |= {chr(65 + k): o for k, o in enumerate(options)}
+        rows.append(row | {"image": _b64(image_bytes(200 + i)) if has_image else ""})
+    return _write_tsv(root / "MMStar.tsv", header, rows)
+
+
+# ---------------------------------------------------------------- MMBench (MMBench_DEV_EN_V11.tsv, lmms-lab/MMBench)
+
+# (question, hint, options, answer, category, l2-category, image: seed, "ref:<index>" or "corrupt")
+_MMBENCH = [
+    ("Which scene category matches this image the best?", "", ["rock_arch", "train_interior", "shopfront",
+     "office_cubicles"], "A", "image_scene", "coarse_perception", 300),
+    ("What is the text in the image?", "", ["STOP", "GO", "EXIT", "OPEN"], "B", "ocr",
+     "finegrained_perception (instance-level)", 301),
+    ("Where is the cat relative to the dog?", "", ["left", "right", "above", "below"], "C", "spatial_relationship",
+     "finegrained_perception (cross-instance)", 302),
+    ("Which property do these objects have in common?", "Select the best answer.", ["hard", "soft", "stretchy", ""],
+     "C", "physical_property_reasoning", "attribute_reasoning", 303),
+    ("What is the relation between the two people?", "", ["friends", "siblings", "colleagues", "strangers"], "A",
+     "social_relation", "relation_reasoning", "ref:3"),
+    ("What will happen next?", "The ball is rolling down the hill.", ["it stops", "it flies", "it speeds up",
+     "it keeps rolling"], "D", "future_prediction", "logic_reasoning", 305),
+    ("What is shown?", "", ["a", "b", "c", "d"], "A", "image_topic", "coarse_perception", "corrupt"),
+    ("Which one is heavier?", "", ["the rock", "the feather", "", ""], "D", "physical_relation",
+     "relation_reasoning", 307),
+]  # fmt: skip
+MMBENCH_TSV_HEADER = ["index", "question", "hint", "A", "B", "C", "D", "answer", "category", "image", "source",
+                      "l2-category", "comment", "split"]  # fmt: skip
+
+
+def _mmbench_image(spec_image: int | str) -> bytes:
+    return NOT_AN_IMAGE if spec_image == "corrupt" else image_bytes(int(spec_image))
+
+
+def write_mmbench_tsv(root: Path) -> Path:
+    """MMBench_DEV_EN_V11.tsv: empty option cells, "nan"-free hints, one image given by another row's index."""
+    rows = []
+    for i, (question, hint, options, answer, category, l2, image) in enumerate(_MMBENCH):
+        cell = image.removeprefix("ref:") if isinstance(image, str) and image.startswith("ref:") else None
+        row = {"index": i, "question": question, "hint": hint, "answer": answer, "category": category}
+        row |= {chr(65 + k): o for k, o in enumerate(options)}
+        row |= {"image": cell or _b64(_mmbench_image(image)), "source": "fixture", "l2-category": l2}
+        rows.append(row | {"comment": "", "split": "dev"})
+    return _write_tsv(root / "MMBench_DEV_EN_V11.tsv", MMBENCH_TSV_HEADER, rows)
+
+
+MMBENCH_FEATURES = Features(
+    {
+        "index": Value("int64"),
+        "question": Value("string"),
+        "hint": Value("string"),
+        "answer": Value("string"),
+        "A": Value("string"),
+        "B": Value("string"),
+        "C": Value("string"),
+        "D": Value("string"),
+        "category": Value("string"),
+        "image": Image(),
+        "source": Value("string"),
+        "L2-category": Value("string"),
+        "comment": Value("string"),
+        "split": Value("string"),
+    }
+)
+
+
+def write_mmbench_parquet(root: Path) -> Path:
+    """The lmms-lab/MMBench layout: en/dev-*.parquet (and a cn config that must not be read); hints and missing
+    options are nulls."""
+    rows = []
+    for i, (question, hint, options, answer, category, l2, image) in enumerate(_MMBENCH):
+        data = _mmbench_image(303 if image == "ref:3" else image)
+        row = {"index": i, "question": question, "hint": hint or None, "answer": answer, "category": category}
+        row |= {chr(65 + k): o or None for k, o in enumerate(options)}
+        rows.append(row | {"image": _embedded(data), "source": "fixture", "L2-category": l2, "comment": None,
+                           "split": "dev"})  # fmt: skip
+    _write_parquet(root / "en" / "dev-00000-of-00001.parquet", rows, MMBENCH_FEATURES)
+    _write_parquet(root / "cn" / "dev-00000-of-00001.parquet", rows[:1], MMBENCH_FEATURES)
+    return root
+
+
+# ---------------------------------------------------------------- AI2D (lmms-lab/ai2d)
+
+AI2D_FEATURES = Features(
+    {"question": Value("string"), "options": List(Value("string")), "answer": Value("string"), "image": Image()}
+)
+_AI2D = [
+    ("Which stage comes after the egg?", ["larva", "adult", "pupa", "egg"], "0"),
+    ("What does the diagram show?", ["the water cycle", "the moon phases", "a food web", "the rock cycle"], "2"),
+    ("Which planet is closest to the sun?", ["Venus", "Mercury", "Earth", "Mars"], "1"),
+    ("How many legs does the insect have?", ["4", "6", "8", "10"], "5"),
+]
+
+
+def write_ai2d(root: Path) -> Path:
+    """A Hugging Face snapshot: data/test-*.parquet; the answer is the right option's index as a string."""
+    rows = [
+        {"question": q, "options": options, "answer": answer, "image": _embedded(image_bytes(400 + i))}
+        for i, (q, options, answer) in enumerate(_AI2D)
+    ]
+    _write_parquet(root / "data" / "test-00000-of-00001.parquet", rows, AI2D_FEATURES)
+    return root
+
+
+# What each fixture should load: (items kept, {skip reason: count}).
+EXPECTED = {
+    "mathvista": (9, {"missing image": 1, "no answer": 1, "unreadable image": 1}),
+    "m3cot": (4, {"answer not among the options": 1, "missing image": 1}),
+    "mmstar": (6, {"missing image": 1}),
+    "mmbench": (6, {"unreadable image": 1, "answer not among the options": 1}),
+    "ai2d": (3, {"answer not among the options": 1}),
+}
+
+
+def write_all(root: Path) -> dict[str, Path]:
+    """Every benchmark in one of its layouts, by the names `mstar eval --benchmarks` takes."""
+    return {
+        "mathvista": write_mathvista_parquet(root / "MathVista"),
+        "m3cot": write_m3cot(root / "M3CoT"),
+        "mmstar": write_mmstar_parquet(root / "MMStar"),
+        "mmbench": write_mmbench_tsv(root / "MMBench"),
+        "ai2d": write_ai2d(root / "ai2d"),
+    }
