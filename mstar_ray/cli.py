@@ -29,6 +29,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = run_mstar(cfg, resume=args.resume)
     print(_results_table(summary))
     run_dir = args.resume or Path(cfg.run.output_dir) / cfg.run.name
+    if (Path(run_dir) / "benchmark_table.md").is_file():
+        print((Path(run_dir) / "benchmark_table.md").read_text())
     print(f"wall time {summary['wall_seconds']} s; run directory {run_dir}")
     return 0
 
@@ -47,17 +49,14 @@ def _benchmark_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _eval_benchmarks(cfg: MStarConfig, args: argparse.Namespace) -> int:
-    from mstar_ray.benchmarks import evaluate_benchmarks, load_benchmarks
+    from mstar_ray.benchmarks.evaluate import benchmark_cache, benchmark_params, evaluate_benchmarks, load_benchmarks
     from mstar_ray.groups import RolloutGroup
     from mstar_ray.resources import connect_ray
-    from mstar_ray.rollout.sampling import SamplingParams
 
     e = cfg.eval
-    cache = e.image_cache or str(Path(cfg.run.output_dir) / "image_cache")
-    loaded = load_benchmarks(e.benchmarks, cache, cfg.data.on_bad_row, e.limit)  # bad paths fail before Ray starts
+    loaded = load_benchmarks(e.benchmarks, benchmark_cache(cfg), cfg.data.on_bad_row, e.limit)  # before Ray
     connect_ray(cfg, with_trainers=False)
-    max_new_tokens = e.max_new_tokens or cfg.rollout.max_new_tokens
-    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=cfg.run.seed)
+    params = benchmark_params(cfg)
     out = Path(args.out) if args.out else Path(cfg.run.output_dir) / "eval" / cfg.run.name
     evaluate_benchmarks(RolloutGroup(cfg, cfg.model.path), loaded, params, out, cfg.model.path, args.stage)
     print((out / "benchmark_table.md").read_text())

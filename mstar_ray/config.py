@@ -10,8 +10,9 @@ import importlib.util
 import os
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 
 class ConfigError(ValueError):
@@ -87,6 +88,14 @@ class TemperatureCriterion(str, Enum):
 
     REWARD_PASS_AT_2 = "reward_pass_at_2"
     PASS_AT_K = "pass_at_k"
+
+
+class RunStage(str, Enum):
+    """Points of a run where the policy is evaluated on the benchmarks."""
+
+    BASE = "base"  # model.path, before seed SFT and warm-up
+    PRE_EVOLVED = "pre_evolved"  # after seed SFT / warm-up (the paper's warm-up row)
+    FINAL = "final"  # after the self-evolving iterations
 
 
 class RunConfig(Section):
@@ -408,7 +417,10 @@ class MonitorConfig(Section):
 class EvalConfig(Section):
     benchmarks: dict[str, str] = {}
     """Benchmark name (mathvista, m3cot, mmstar, mmbench, ai2d) -> local path of its published files, for
-    `mstar eval`."""
+    `mstar eval` and, at eval.run_stages, `mstar run`."""
+    run_stages: list[Annotated[RunStage, Strict(False)]] = [RunStage.BASE, RunStage.PRE_EVOLVED, RunStage.FINAL]
+    """Points of `mstar run` where the benchmarks are evaluated (the paper's base / warm-up / M-STaR rows); base is
+    skipped when no seed SFT or warm-up changes the model first ([]: only `mstar eval`)."""
     limit: int | None = Field(default=None, ge=1)
     """Items evaluated per benchmark (null: all)."""
     max_new_tokens: int | None = Field(default=None, ge=1)

@@ -12,10 +12,12 @@ from pathlib import Path
 import ray
 
 from mstar_ray import stages
+from mstar_ray.benchmarks.evaluate import benchmark_params, evaluate_benchmarks, stage_table
 from mstar_ray.config import (
     PRM_RULES,
     ConfigError,
     MStarConfig,
+    RunStage,
     TrainingMode,
 )
 from mstar_ray.data.splits import Datasets, PromptCursor, load_datasets
@@ -39,6 +41,8 @@ from mstar_ray.sync.transport import WeightSyncError
 from mstar_ray.temperature import search_temperature
 
 log = logging.getLogger("mstar")
+
+BENCHMARK_DIR = "benchmarks"  # per-stage benchmark results in the run directory
 
 
 class MStarRun:
@@ -126,7 +130,10 @@ class MStarRun:
         start = time.perf_counter()
         resumed = self.resumed_from is not None
         if not resumed:
+            if self.cfg.seed_sft.enabled or self.cfg.warmup.enabled:
+                self.evaluate_benchmarks(RunStage.BASE)
             self.pre_evolve()
+            self.evaluate_benchmarks(RunStage.PRE_EVOLVED)
             pre_test = self.evaluate_test("pre-evolved")
             self.run_dir.write_json("pre_evolved_test.json", pre_test.to_dict() if pre_test else None)
             self.write_state(self.run_dir.checkpoints / "pre_evolved", 0)
@@ -140,6 +147,8 @@ class MStarRun:
                     self.tune_temperature(iteration)
                 progress(self.iterate(iteration))
         final_test = self.evaluate_test("final") if self.cfg.loop.iterations else None
+        if self.cfg.loop.iterations:
+            self.evaluate_benchmarks(RunStage.FINAL)
         self.save_checkpoint("final")
         final = final_test.to_dict() if final_test else pre_test_dict
         summary = {
@@ -154,6 +163,7 @@ class MStarRun:
             "best_checkpoint": self.best,
             "pre_evolved": pre_test_dict,
             "final": final,
+            "benchmarks": self.benchmark_headlines(),
         }
         self.run_dir.write_json("summary.json", summary)
         self.monitor.close()
@@ -314,6 +324,35 @@ class MStarRun:
         log.info("%s test: greedy %.3f, Pass@%d %.3f", label, result.greedy_accuracy, result.k, result.pass_at_k)
         return result
 
+    def evaluate_benchmarks(self, stage: RunStage) -> None:
+        """Greedy accuracy on eval.benchmarks at this stage, into benchmarks/<stage>/, and the run's results table
+        (one row per stage so far) into benchmark_table.md."""
+        if not self.data.benchmarks or stage not in self.cfg.eval.run_stages:
+            return
+        out = self.run_dir.path / BENCHMARK_DIR
+        payload = evaluate_benchmarks(
+            self.rollout,
+            self.data.benchmarks,
+            benchmark_params(self.cfg),
+            out / stage.value,
+            self.cfg.model.path,
+            stage.value,
+        )
+        table = stage_table(out, [s.value for s in RunStage])
+        (self.run_dir.path / "benchmark_table.md").write_text(table)
+        headline = {name: round(b["headline"], 4) for name, b in payload["benchmarks"].items()}
+        log.info("benchmarks at %s: %s", stage.value, headline)
+
+    def benchmark_headlines(self) -> dict[str, dict[str, float]]:
+        """Each evaluated stage's headline accuracy per benchmark (the -R subsets for MMStar and MMBench)."""
+        out = {}
+        for stage in RunStage:
+            path = self.run_dir.path / BENCHMARK_DIR / stage.value / "benchmarks.json"
+            if path.is_file():
+                payload = json.loads(path.read_text())["benchmarks"]
+                out[stage.value] = {name: b["headline"] for name, b in payload.items()}
+        return out
+
     def save_checkpoint(self, name: str, iteration: int | None = None) -> None:
         """Write a checkpoint atomically: the policy (`save_pretrained`), and for an iteration also the trainers'
         DeepSpeed state, the journals and the driver state; prune to the last checkpoint.keep_last plus the best."""
@@ -455,7 +494,7 @@ def run_mstar(cfg: MStarConfig, resume: str | Path | None = None) -> dict:
                 f"{run.path} has no resumable checkpoint (the run stopped before pre-evolution finished); "
                 "start it again with `mstar run --config`"
             )
-    data = load_datasets(cfg)
+    data = load_datasets(cfg, benchmarks=True)
     connect_ray(cfg)  # before the run directory, so a layout that does not fit never touches an earlier run
     placement = Placement(cfg)
     try:

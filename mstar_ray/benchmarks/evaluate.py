@@ -11,12 +11,34 @@ from pathlib import Path
 from mstar_ray.benchmarks.items import BenchItem
 from mstar_ray.benchmarks.registry import BENCHMARKS
 from mstar_ray.benchmarks.results import ItemResult, TableRow, benchmark_table, score_items, summarize
-from mstar_ray.config import OnBadRow
+from mstar_ray.config import MStarConfig, OnBadRow
 from mstar_ray.data.formats import LoadReport
 from mstar_ray.evaluation import Generator
 from mstar_ray.rollout.sampling import SamplingParams
 
 log = logging.getLogger("mstar")
+
+
+def benchmark_cache(cfg: MStarConfig) -> Path:
+    """Where the benchmarks' embedded images are written (eval.image_cache, else run.output_dir/image_cache)."""
+    return Path(cfg.eval.image_cache or Path(cfg.run.output_dir) / "image_cache")
+
+
+def benchmark_params(cfg: MStarConfig) -> SamplingParams:
+    """Greedy decoding up to eval.max_new_tokens (else rollout.max_new_tokens)."""
+    max_new_tokens = cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens
+    return SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=cfg.run.seed)
+
+
+def stage_table(results_dir: str | Path, stages: Sequence[str]) -> str:
+    """The results table of a run's evaluated stages, one row per `results_dir/<stage>/benchmarks.json` found."""
+    rows = []
+    for stage in stages:
+        path = Path(results_dir) / stage / "benchmarks.json"
+        if path.is_file():
+            payload = json.loads(path.read_text())
+            rows.append(TableRow(Path(payload["model"]).name, stage, payload["benchmarks"]))
+    return benchmark_table(rows) if rows else ""
 
 
 @dataclass(frozen=True)

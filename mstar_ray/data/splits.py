@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from mstar_ray.benchmarks.evaluate import LoadedBenchmark, benchmark_cache, load_benchmarks
 from mstar_ray.config import MStarConfig
 from mstar_ray.data.formats import BadRowError, load_prompts
 from mstar_ray.records import Prompt
@@ -24,10 +25,12 @@ class Datasets:
     seed_cot: list[Prompt]
     unlabeled: list[Prompt]
     reports: dict  # split -> what was loaded and skipped, with reasons
+    benchmarks: dict[str, LoadedBenchmark] = field(default_factory=dict)  # evaluated at eval.run_stages
 
 
-def load_datasets(cfg: MStarConfig) -> Datasets:
-    """Load every configured split, counting what was skipped and why."""
+def load_datasets(cfg: MStarConfig, benchmarks: bool = False) -> Datasets:
+    """Load every configured split, counting what was skipped and why; with `benchmarks`, also the benchmarks a
+    run evaluates (eval.benchmarks, when eval.run_stages is not empty)."""
     d = cfg.data
     loaded, reports = {}, {}
     for split in ("labeled", "validation", "test", "seed_cot", "unlabeled"):
@@ -48,6 +51,10 @@ def load_datasets(cfg: MStarConfig) -> Datasets:
     if cfg.seed_sft.enabled and not any(p.reference for p in loaded["seed_cot"]):
         raise ValueError(f"data.seed_cot: no row of {d.seed_cot} has a '# Answer' chain of thought to train on")
     loaded["validation"] = loaded["validation"][: d.max_validation]
+    e = cfg.eval
+    if benchmarks and e.benchmarks and e.run_stages:
+        loaded["benchmarks"] = load_benchmarks(e.benchmarks, benchmark_cache(cfg), d.on_bad_row, e.limit)
+        reports |= {f"benchmark:{name}": bench.report.to_dict() for name, bench in loaded["benchmarks"].items()}
     return Datasets(**loaded, reports=reports)
 
 

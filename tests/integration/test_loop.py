@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import ray
 import torch
+from benchmark_fixtures import write_all
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoModelForImageTextToText
 
@@ -56,11 +57,24 @@ def _config(data: dict[str, Path], model: Path, out: Path, *extra: str):
 
 def test_two_iterations_train_sync_and_write_run_files(ray_cluster, tiny_data, tiny_model, tmp_path) -> None:
     warmup = ["warmup.enabled=true", "warmup.max_prompts=6", "warmup.samples_per_prompt=2"]
-    cfg = _config(tiny_data, tiny_model, tmp_path, "loop.selection=all_correct", *warmup)
+    benchmarks = [f"eval.benchmarks.{name}={path}" for name, path in write_all(tmp_path / "benchmarks").items()]
+    benchmarks += ["eval.limit=2", "eval.max_new_tokens=16"]
+    cfg = _config(tiny_data, tiny_model, tmp_path, "loop.selection=all_correct", *warmup, *benchmarks)
     connect_ray(cfg)
     run_dir = RunDir.create(cfg)
-    loop = MStarRun(cfg, run_dir, load_datasets(cfg))
+    loop = MStarRun(cfg, run_dir, load_datasets(cfg, benchmarks=True))
     summary = loop.run()
+
+    # The paper's table: each benchmark at the base model, after seed SFT + warm-up, and after the iterations.
+    stages = ["base", "pre_evolved", "final"]
+    assert list(summary["benchmarks"]) == stages
+    table = (run_dir.path / "benchmark_table.md").read_text().splitlines()
+    assert [line.split(" | ")[1] for line in table[2:5]] == stages and "MathVista testmini by task" in table[6]
+    for stage in stages:
+        payload = json.loads((run_dir.path / "benchmarks" / stage / "benchmarks.json").read_text())
+        assert set(payload["benchmarks"]) == {"mathvista", "m3cot", "mmstar", "mmbench", "ai2d"}
+        assert all(b["items"] == 2 for b in payload["benchmarks"].values())
+        assert {n: b["headline"] for n, b in payload["benchmarks"].items()} == summary["benchmarks"][stage]
 
     # Sync: every rollout worker holds exactly trainer rank 0's weights, under the last version.
     trainer = ray.get(loop.trainers.export_weights_ref())
