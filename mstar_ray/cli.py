@@ -179,6 +179,18 @@ def cmd_make_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_table(args: argparse.Namespace) -> int:
+    """Print (and save) the paper-style table of several benchmark evaluations, one row per model and stage."""
+    from mstar_ray.benchmarks.evaluate import results_rows
+    from mstar_ray.benchmarks.results import benchmark_table
+
+    text = benchmark_table([row for path in args.results for row in results_rows(path)])
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the report of a run directory and print its path."""
     print(write_report(args.run_dir, args.out, args.format))
@@ -256,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", default="html", choices=["html", "md"])
     report.add_argument("--out", help="file to write (default: RUN_DIR/report.html or report.md)")
     report.set_defaults(func=cmd_report)
+    table = sub.add_parser("table", help="one results table from several `mstar eval` outputs or run directories")
+    table.add_argument(
+        "results", nargs="+", help="`mstar eval --out` folders, benchmarks.json files or run directories"
+    )
+    table.add_argument("--out", help="also write the table (markdown) here")
+    table.set_defaults(func=cmd_table)
     return parser
 
 

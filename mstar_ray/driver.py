@@ -12,7 +12,7 @@ from pathlib import Path
 import ray
 
 from mstar_ray import stages
-from mstar_ray.benchmarks.evaluate import benchmark_params, evaluate_benchmarks, stage_table
+from mstar_ray.benchmarks.evaluate import STAGES, benchmark_params, evaluate_benchmarks, stage_table
 from mstar_ray.config import (
     PRM_RULES,
     ConfigError,
@@ -338,7 +338,7 @@ class MStarRun:
             self.cfg.model.path,
             stage.value,
         )
-        table = stage_table(out, [s.value for s in RunStage])
+        table = stage_table(out, STAGES)
         (self.run_dir.path / "benchmark_table.md").write_text(table)
         headline = {name: round(b["headline"], 4) for name, b in payload["benchmarks"].items()}
         log.info("benchmarks at %s: %s", stage.value, headline)

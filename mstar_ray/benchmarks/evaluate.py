@@ -11,12 +11,14 @@ from pathlib import Path
 from mstar_ray.benchmarks.items import BenchItem
 from mstar_ray.benchmarks.registry import BENCHMARKS
 from mstar_ray.benchmarks.results import ItemResult, TableRow, benchmark_table, score_items, summarize
-from mstar_ray.config import MStarConfig, OnBadRow
+from mstar_ray.config import MStarConfig, OnBadRow, RunStage
 from mstar_ray.data.formats import LoadReport
 from mstar_ray.evaluation import Generator
 from mstar_ray.rollout.sampling import SamplingParams
 
 log = logging.getLogger("mstar")
+
+STAGES = tuple(stage.value for stage in RunStage)  # a run directory's benchmarks/<stage>/, in order
 
 
 def benchmark_cache(cfg: MStarConfig) -> Path:
@@ -30,15 +32,26 @@ def benchmark_params(cfg: MStarConfig) -> SamplingParams:
     return SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=cfg.run.seed)
 
 
+def _row(path: Path) -> TableRow:
+    payload = json.loads(path.read_text())
+    return TableRow(Path(payload["model"]).name or payload["model"], payload["stage"], payload["benchmarks"])
+
+
 def stage_table(results_dir: str | Path, stages: Sequence[str]) -> str:
     """The results table of a run's evaluated stages, one row per `results_dir/<stage>/benchmarks.json` found."""
-    rows = []
-    for stage in stages:
-        path = Path(results_dir) / stage / "benchmarks.json"
-        if path.is_file():
-            payload = json.loads(path.read_text())
-            rows.append(TableRow(Path(payload["model"]).name, stage, payload["benchmarks"]))
+    paths = [Path(results_dir) / stage / "benchmarks.json" for stage in stages]
+    rows = [_row(path) for path in paths if path.is_file()]
     return benchmark_table(rows) if rows else ""
+
+
+def results_rows(path: str | Path) -> list[TableRow]:
+    """Table rows of a benchmarks.json file, an `mstar eval` output folder, or a run directory (its stages)."""
+    path = Path(path)
+    candidates = [path, path / "benchmarks.json", *(path / "benchmarks" / s / "benchmarks.json" for s in STAGES)]
+    rows = [_row(p) for p in candidates if p.is_file() and p.name == "benchmarks.json"]
+    if not rows:
+        raise FileNotFoundError(f"{path}: no benchmarks.json (give an `mstar eval` output or a run directory)")
+    return rows
 
 
 @dataclass(frozen=True)

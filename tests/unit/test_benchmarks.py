@@ -31,7 +31,7 @@ from mstar_ray.benchmarks import (
 )
 from mstar_ray.benchmarks.extract import numbers_in, response_letter
 from mstar_ray.benchmarks.mmstar import split_inline_options
-from mstar_ray.cli import _benchmark_overrides, build_parser
+from mstar_ray.cli import _benchmark_overrides, build_parser, main
 from mstar_ray.config import ConfigError, OnBadRow
 from mstar_ray.config_io import load_config
 from mstar_ray.data.formats import BadRowError
@@ -336,6 +336,14 @@ def test_evaluate_benchmarks_writes_summaries_predictions_and_table(
     ]
     table = (tmp_path / "benchmark_table.md").read_text()
     assert table.splitlines()[2] == "| tiny | final | 66.7 | 33.3 | 50.0 |"
+
+    # `mstar table` puts several evaluations side by side: an eval output folder and a run directory's stages.
+    run = tmp_path / "run"
+    evaluate_benchmarks(GoldAnswerer(set()), loaded, params, run / "benchmarks" / "base", "/ckpt/tiny", "base")
+    assert main(["table", str(run), str(tmp_path), "--out", str(tmp_path / "both.md")]) == 0
+    lines = (tmp_path / "both.md").read_text().splitlines()
+    assert lines[2:4] == ["| tiny | base | 0.0 | 0.0 | 0.0 |", "| tiny | final | 66.7 | 33.3 | 50.0 |"]
+    assert main(["table", str(tmp_path / "nothing")]) == 2  # a clear error, not a traceback
 
 
 def test_config_and_cli_name_benchmarks() -> None:
