@@ -3,7 +3,7 @@
 One path for every image-text-to-text model: the chat template renders the prompt, the processor expands each image
 tag into its vision tokens and computes pixel inputs. Text-aligned tensors (input ids, masks, token types) are padded;
 image tensors are concatenated along their first dimension, which fits both patch-flattened (Qwen2-VL) and
-per-image (LLaVA) layouts.
+per-image (LLaVA, InternVL, Gemma3) layouts, after zero-padding per-example image stacks (Idefics3) to one length.
 """
 
 from __future__ import annotations
@@ -82,6 +82,22 @@ def collate(batch: Sequence[dict[str, torch.Tensor]], pad_token_id: int) -> dict
             fill = pad_values.get(key, 0)
             rows = [torch.nn.functional.pad(ex[key], (0, length - ex[key].shape[-1]), value=fill) for ex in batch]
         else:
-            rows = [ex[key] for ex in batch]
+            rows = _zero_pad_to_common_shape([ex[key] for ex in batch])
         out[key] = torch.cat(rows, dim=0)
     return out
+
+
+def _zero_pad_to_common_shape(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Zero-pad every dimension but the first to the largest size among `tensors`.
+
+    Per-example image tensors differ beyond the first dimension when a processor stacks each example's images
+    (Idefics3: pixel_values (1, N_images, C, H, W) and pixel_attention_mask): all-zero images are the padding
+    such models skip, as the processor itself pads a batch.
+    """
+    shape = [max(sizes) for sizes in zip(*(t.shape[1:] for t in tensors), strict=True)]
+    padded = []
+    for t in tensors:
+        missing = [size - have for size, have in zip(shape, t.shape[1:], strict=True)]
+        widths = [w for gap in reversed(missing) for w in (0, gap)]  # F.pad takes (before, after) from the last dim
+        padded.append(torch.nn.functional.pad(t, widths) if any(missing) else t)
+    return padded

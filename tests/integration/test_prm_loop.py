@@ -15,6 +15,7 @@ from mstar_ray.config_io import load_config
 from mstar_ray.data.splits import load_datasets
 from mstar_ray.data.synthetic import TaskSpec, write_synthetic_dataset
 from mstar_ray.driver import MStarRun
+from mstar_ray.models.freeze import is_vision_encoder_weight
 from mstar_ray.prm.steps import split_steps
 from mstar_ray.records import PromptRollouts, Sample
 from mstar_ray.resources import connect_ray
@@ -96,8 +97,8 @@ def test_full_recipe_with_prm_temperature_and_mixin(ray_cluster, prm_data, tiny_
     prm_dir = run_dir.path / "prm"
     policy = dict(AutoModel.from_pretrained(run_dir.checkpoints / "pre_evolved").named_parameters())
     prm = dict(AutoModel.from_pretrained(prm_dir).named_parameters())
-    vision = [n for n in prm if n.startswith("visual.")]
-    language = [n for n in prm if not n.startswith("visual.")]
+    vision = [n for n in prm if is_vision_encoder_weight(n)]
+    language = [n for n in prm if not is_vision_encoder_weight(n)]
     assert vision and all(torch.equal(prm[n], policy[n]) for n in vision)
     assert all(not torch.equal(prm[n], policy[n]) for n in language)
     assert load_file(str(prm_dir / "value_head.safetensors"))["weight"].shape == (1, 128)

@@ -11,6 +11,7 @@ from transformers import AutoProcessor
 
 from mstar_ray.config import LabelKind
 from mstar_ray.data.llava import load_prompts
+from mstar_ray.models.freeze import is_vision_encoder_weight
 from mstar_ray.prm.labeling import read_step_labels, write_step_labels
 from mstar_ray.prm.model import ProcessRewardModel, StepLabeledExample, collate_steps, encode_steps
 from mstar_ray.prm.scorer import PRMScorer
@@ -40,10 +41,11 @@ def test_step_ends_point_at_each_steps_last_token(tiny_model: Path, seed_prompts
 def test_scores_one_per_step_and_reload_identically(tiny_model: Path, seed_prompts, tmp_path: Path) -> None:
     processor = AutoProcessor.from_pretrained(tiny_model)
     model = ProcessRewardModel.from_pretrained(tiny_model).eval()
-    vision = sum(p.numel() for n, p in model.backbone.named_parameters() if n.startswith("visual."))
+    vision = sum(p.numel() for n, p in model.backbone.named_parameters() if is_vision_encoder_weight(n))
     assert model.freeze_vision() == vision > 0
-    assert all(not p.requires_grad for n, p in model.backbone.named_parameters() if n.startswith("visual."))
-    assert all(p.requires_grad for n, p in model.named_parameters() if not n.startswith("backbone.visual."))
+    # The encoder froze; the language model, the projector (Qwen2-VL's visual.merger) and the value head did not.
+    assert all(p.requires_grad != is_vision_encoder_weight(n) for n, p in model.backbone.named_parameters())
+    assert any(p.requires_grad for n, p in model.backbone.named_parameters() if ".merger." in n)
 
     torch.nn.init.normal_(model.value_head.weight)  # not the fresh head a reload would otherwise start from
     items = [(p, p.reference) for p in seed_prompts[:3]] + [(seed_prompts[3], "no steps at all")]
