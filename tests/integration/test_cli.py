@@ -35,7 +35,7 @@ def test_bad_config_fails_before_ray_with_the_key(tmp_path: Path) -> None:
 def test_missing_data_file_is_reported_before_ray(tmp_path: Path, tiny_model: Path) -> None:
     args = [f"model.path={tiny_model}", f"data.labeled={tmp_path}/none.json", "data.validation=v", "data.test=t"]
     result = mstar("run", "--config", "/dev/null", *args, cwd=tmp_path)
-    assert result.returncode == 2 and "dataset file not found" in result.stderr
+    assert result.returncode == 2 and "data.labeled: dataset not found" in result.stderr
     assert "Started a local Ray instance" not in result.stdout + result.stderr
 
 

@@ -82,7 +82,7 @@ def test_full_recipe_with_prm_temperature_and_mixin(ray_cluster, prm_data, tiny_
     # Monte-Carlo labels: one per step, completions' shares (multiples of 1/N), the last step = the response itself.
     labels_path = run_dir.path / "prm_labels.jsonl"
     rows = [json.loads(line) for line in labels_path.read_text().splitlines()]
-    assert len(rows) >= 6 and all(Path(r["image"]).is_file() for r in rows)
+    assert len(rows) >= 6 and all(Path(image).is_file() for r in rows for image in r["images"])
     prm_record = records[0]["prm"]
     assert prm_record["labels"]["responses"] == len(rows) and prm_record["labels"]["prompts"] == 6
     for row in rows:
