@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoModel, AutoModelForImageTextToText, ProcessorMixin
+from transformers import AutoModel, ProcessorMixin
 
 from mstar_ray.encoding import TEXT_KEYS, collate, prompt_images, prompt_text
 from mstar_ray.models.freeze import freeze_vision_tower
+from mstar_ray.models.loading import check_remote_code, load_policy
 from mstar_ray.prm.steps import STEP_SEPARATOR
 from mstar_ray.records import Prompt
 
@@ -42,14 +43,18 @@ class ProcessRewardModel(torch.nn.Module):
         self.value_head = torch.nn.Linear(backbone.config.get_text_config().hidden_size, 1)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, dtype: str = "float32") -> ProcessRewardModel:
+    def from_pretrained(
+        cls, path: str | Path, dtype: str = "float32", trust_remote_code: bool = False
+    ) -> ProcessRewardModel:
         """A PRM directory (backbone + value head), or a policy checkpoint (its base model and a fresh value head)."""
         head = Path(path) / VALUE_HEAD_FILE
         if head.is_file():
-            model = cls(AutoModel.from_pretrained(path, dtype=getattr(torch, dtype)))
+            check_remote_code(path, trust_remote_code)
+            backbone = AutoModel.from_pretrained(path, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
+            model = cls(backbone)
             model.value_head.load_state_dict(load_file(str(head)))
         else:
-            policy = AutoModelForImageTextToText.from_pretrained(path, dtype=getattr(torch, dtype))
+            policy = load_policy(path, dtype, trust_remote_code)
             model = cls(policy.base_model)  # everything but the LM head
         model.value_head.to(getattr(torch, dtype))
         return model

@@ -24,7 +24,7 @@ class PRMScorer:
         trust_remote_code: bool = False,
     ) -> None:
         self.processor = load_processor(prm_path, trust_remote_code)
-        self.model = ProcessRewardModel.from_pretrained(prm_path, dtype).to(device).eval()
+        self.model = ProcessRewardModel.from_pretrained(prm_path, dtype, trust_remote_code).to(device).eval()
         self.device, self.batch_size = device, batch_size
 
     @torch.no_grad()

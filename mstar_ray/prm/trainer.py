@@ -20,7 +20,7 @@ class PRMTrainer(SFTTrainer):
         super().__init__(backbone_path, dist, options)
 
     def _load_model(self, model_path: str) -> torch.nn.Module:
-        model = ProcessRewardModel.from_pretrained(model_path, self.dtype)
+        model = ProcessRewardModel.from_pretrained(model_path, self.dtype, self.options.trust_remote_code)
         if self.options.freeze_vision:
             log.info("PRM: froze %d vision parameters", model.freeze_vision())
         return model

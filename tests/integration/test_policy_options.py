@@ -17,6 +17,7 @@ from mstar_ray.data.llava import load_prompts
 from mstar_ray.encoding import collate, encode_example
 from mstar_ray.models.freeze import VISION_MODULES
 from mstar_ray.models.loading import load_policy, load_processor
+from mstar_ray.prm.model import ProcessRewardModel
 from mstar_ray.records import TrainExample
 from mstar_ray.training.sft import DistributedSpec, OptimSpec, PolicyOptions, SFTTrainer
 
@@ -122,3 +123,8 @@ def test_remote_code_loads_only_when_trusted(tiny_model, tiny_data, tmp_path) ->
     assert type(model).__name__ == "CustomVLM" and model.loaded_from_remote_code
     native = load_policy(tiny_model)
     assert dict(model.state_dict()).keys() == dict(native.state_dict()).keys()
+    # The PRM built from such a policy follows the same rule.
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        ProcessRewardModel.from_pretrained(path)
+    prm = ProcessRewardModel.from_pretrained(path, trust_remote_code=True)
+    assert prm.backbone is not None and prm.value_head.in_features == native.config.get_text_config().hidden_size
