@@ -54,10 +54,12 @@ def _eval_benchmarks(cfg: MStarConfig, args: argparse.Namespace) -> int:
     from mstar_ray.resources import connect_ray
 
     e = cfg.eval
+    out = Path(args.out) if args.out else Path(cfg.run.output_dir) / "eval" / cfg.run.name
+    if (out / "benchmarks.json").exists() and not cfg.run.overwrite:
+        raise ValueError(f"{out} holds an evaluation already: give another --out (or run.overwrite=true)")
     loaded = load_benchmarks(e.benchmarks, benchmark_cache(cfg), cfg.data.on_bad_row, e.limit)  # before Ray
     connect_ray(cfg, with_trainers=False)
     params = benchmark_params(cfg)
-    out = Path(args.out) if args.out else Path(cfg.run.output_dir) / "eval" / cfg.run.name
     evaluate_benchmarks(RolloutGroup(cfg, cfg.model.path), loaded, params, out, cfg.model.path, args.stage)
     print((out / "benchmark_table.md").read_text())
     print(f"summaries in {out / 'benchmarks.json'}; predictions in {out / 'benchmark_predictions'}")
@@ -207,7 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     ev = sub.add_parser("eval", help="greedy accuracy and Pass@K of model.path on a split, or on benchmarks")
     ev.add_argument("--config", required=True)
-    ev.add_argument("--split", choices=["test", "validation", "labeled"], help="data split (default: test)")
+    ev.add_argument(
+        "--split", choices=["test", "validation", "labeled"], help="data split (default: test, unless benchmarks are "
+        "given here or in eval.benchmarks, which are then evaluated instead)"
+    )  # fmt: skip
     ev.add_argument(
         "--benchmarks", nargs="+", metavar="NAME=PATH", help="benchmarks to evaluate (mathvista, m3cot, mmstar, "
         "mmbench, ai2d) and their local files; added to eval.benchmarks"

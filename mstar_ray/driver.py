@@ -17,6 +17,7 @@ from mstar_ray.config import (
     PRM_RULES,
     ConfigError,
     MStarConfig,
+    RolloutBackend,
     RunStage,
     TrainingMode,
 )
@@ -24,6 +25,7 @@ from mstar_ray.data.splits import Datasets, PromptCursor, load_datasets
 from mstar_ray.evaluation import EvalResult, evaluate
 from mstar_ray.groups import PRMGroup, RolloutGroup, TrainerGroup, dead_actors
 from mstar_ray.metrics import mark_correct
+from mstar_ray.models.lora import check_lora_targets
 from mstar_ray.monitor import Monitor, PhaseTimer, progress_line, rollout_stats
 from mstar_ray.placement import Placement
 from mstar_ray.plots import plot_dynamics
@@ -147,9 +149,9 @@ class MStarRun:
                     self.tune_temperature(iteration)
                 progress(self.iterate(iteration))
         final_test = self.evaluate_test("final") if self.cfg.loop.iterations else None
+        self.save_checkpoint("final")
         if self.cfg.loop.iterations:
             self.evaluate_benchmarks(RunStage.FINAL)
-        self.save_checkpoint("final")
         final = final_test.to_dict() if final_test else pre_test_dict
         summary = {
             "mode": self.cfg.loop.mode.value,
@@ -474,6 +476,23 @@ class MStarRun:
         return stats
 
 
+def preflight(cfg: MStarConfig, data: Datasets) -> None:
+    """Checks that need the data or the checkpoint's config, before any cluster resource is taken."""
+    if cfg.rollout.backend == RolloutBackend.VLLM:
+        prompts = [
+            p for split in (data.labeled, data.validation, data.test, data.seed_cot, data.unlabeled) for p in split
+        ]
+        prompts += [item.prompt for bench in data.benchmarks.values() for item in bench.items]
+        most = max((len(p.images) for p in prompts), default=0)
+        if most > cfg.rollout.vllm.max_images_per_prompt:
+            raise ConfigError(
+                f"a prompt has {most} images but rollout.vllm.max_images_per_prompt is "
+                f"{cfg.rollout.vllm.max_images_per_prompt}: raise it to {most}"
+            )
+    if cfg.train.lora.enabled and Path(cfg.model.path).is_dir():
+        check_lora_targets(cfg.model.path, cfg.train.lora, cfg.model.trust_remote_code)
+
+
 def run_mstar(cfg: MStarConfig, resume: str | Path | None = None) -> dict:
     """Load data, create (or reopen, to resume) the run directory, reserve the placement group, start the actors
     and run; the entry point of `mstar run`."""
@@ -495,6 +514,7 @@ def run_mstar(cfg: MStarConfig, resume: str | Path | None = None) -> dict:
                 "start it again with `mstar run --config`"
             )
     data = load_datasets(cfg, benchmarks=True)
+    preflight(cfg, data)
     connect_ray(cfg)  # before the run directory, so a layout that does not fit never touches an earlier run
     placement = Placement(cfg)
     try:

@@ -462,6 +462,9 @@ def write_mmbench_tsv(root: Path) -> Path:
         row |= {chr(65 + k): o for k, o in enumerate(options)}
         row |= {"image": cell or _b64(_mmbench_image(image)), "source": "fixture", "l2-category": l2}
         rows.append(row | {"comment": "", "split": "dev"})
+    # A circular-evaluation rotation of question 5 (options shifted by one, image given by the original's index).
+    rotated = rows[5] | {"index": 1_000_005, "A": rows[5]["D"], "B": rows[5]["A"], "C": rows[5]["B"], "D": rows[5]["C"]}
+    rows.append(rotated | {"answer": "A", "image": "5"})
     return _write_tsv(root / "MMBench_DEV_EN_V11.tsv", MMBENCH_TSV_HEADER, rows)
 
 

@@ -7,6 +7,7 @@ the last "(X)" option marker, an option's text, or the last number.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -26,18 +27,19 @@ def _normalize(text: str) -> str:
 
 
 def choice_letter(text: str, options: Sequence[str]) -> str | None:
-    """The option an answer names: by its exact text, then a leading letter ("B", "(B) ...", "B. ..."), then as the
-    only option whose text it contains."""
+    """The option an answer names: by a leading letter ("B", "(B) ...", "B. ...", which is what the prompt asks
+    for, so it wins even where option texts are letters themselves), then by its exact text, then as the only
+    option whose text it contains."""
     cleaned = _MARKUP_RE.sub("", text).strip()
     cleaned = re.sub(r"(?i)^(?:the\s+)?(?:answer|option|choice)(?:\s+is)?\s*[:：]?\s*", "", cleaned)
     normalized = _normalize(cleaned)
-    for i, option in enumerate(options):
-        if normalized and normalized == _normalize(option):
-            return LETTERS[i]
     if m := _LEADING_LETTER_RE.match(cleaned):
         written = m.group(1) or m.group(2)
         if written.upper() in LETTERS[: len(options)] and (written.isupper() or len(cleaned) <= 3):
             return written.upper()
+    for i, option in enumerate(options):
+        if normalized and normalized == _normalize(option):
+            return LETTERS[i]
     contained = [i for i, option in enumerate(options) if _mentions(normalized, _normalize(option))]
     return LETTERS[contained[0]] if len(contained) == 1 else None
 
@@ -68,9 +70,11 @@ def numbers_in(text: str) -> list[float]:
     for m in _NUMBER_RE.finditer(text):
         numerator, _, denominator = m.group(0).replace(",", "").replace(" ", "").partition("/")
         try:
-            values.append(float(numerator) / float(denominator) if denominator else float(numerator))
+            value = float(numerator) / float(denominator) if denominator else float(numerator)
         except (ValueError, ZeroDivisionError):
             continue
+        if math.isfinite(value):  # a run of hundreds of digits is not a number anyone means
+            values.append(value)
     return values
 
 

@@ -183,6 +183,15 @@ def _save_to_disk_source(folder: Path, split: str | None, dict_splits: bool) -> 
     return RowSource("save_to_disk", folder, schema.names, _image_columns(schema), _table_rows(batches), split)
 
 
+def _file_split(file: Path, location: Path) -> str | None:
+    """The split a parquet file belongs to: named in the file (hub shards `train-00000-of-00002.parquet`) or by its
+    folder (the parquet converter's `default/train/0000.parquet`); None for a file directly in `location`."""
+    if match := _SHARD_RE.match(file.name):
+        return match.group("split")
+    folders = file.parent.relative_to(location).parts
+    return folders[-1] if folders else None
+
+
 def _parquet_source(location: Path, split: str | None) -> RowSource:
     import pyarrow.parquet as pq
 
@@ -193,11 +202,11 @@ def _parquet_source(location: Path, split: str | None) -> RowSource:
             f"{location}: no parquet files, and not a folder written by datasets' save_to_disk "
             "(no dataset_dict.json or state.json)"
         )
-    matches = [_SHARD_RE.match(f.name) for f in files]
-    if location.is_dir() and all(matches):
+    splits = [_file_split(f, location) for f in files] if location.is_dir() else [None]
+    if all(splits):
         by_split: dict[str, list[Path]] = {}
-        for f, match in zip(files, matches, strict=True):
-            by_split.setdefault(match.group("split"), []).append(f)
+        for f, name in zip(files, splits, strict=True):
+            by_split.setdefault(name, []).append(f)
         split = _pick_split(location, split, list(by_split))
         files = by_split[split]
     elif split is not None:

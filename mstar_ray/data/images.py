@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import tempfile
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -49,7 +51,10 @@ def store_image_bytes(data: bytes, cache_dir: str | Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / (hashlib.sha256(data).hexdigest()[:32] + suffix)
     if not path.is_file():
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)  # atomic: concurrent writers of the same image never leave a half-written file
+        # A private temporary file, renamed into place: concurrent writers (a run and an eval sharing the cache)
+        # never see a half-written image, and the last rename of identical bytes wins harmlessly.
+        handle, tmp = tempfile.mkstemp(dir=cache, prefix=path.name, suffix=".tmp")
+        with os.fdopen(handle, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
     return path.resolve()

@@ -18,6 +18,7 @@ A row that cannot be used gives the reason as a string instead of a `Prompt`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -97,8 +98,8 @@ def _first(candidates: Sequence[str], names: Sequence[str]) -> str | None:
 
 
 def _text(value: object) -> str | None:
-    """A field's text, stripped ("" when absent), or None when it is neither text nor a number."""
-    if value is None:
+    """A field's text, stripped ("" when absent, NaN included), or None when it is neither text nor a number."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None

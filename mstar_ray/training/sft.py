@@ -256,11 +256,12 @@ class SFTTrainer:
             weights = policy_weights(module, module.state_dict().items())
             return {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
 
-    def _sync_weights(self) -> tuple[dict[str, torch.Tensor], frozenset[str]]:
-        """The weights the rollout engines hold, by their names, and which of them training changes."""
+    def _sync_weights(self, merge: bool = True) -> tuple[dict[str, torch.Tensor], frozenset[str]]:
+        """The weights the rollout engines hold, by their names, and which of them training changes (with LoRA and
+        without `merge`: the base weights in place of the merged ones, enough to plan a sync)."""
         module = self._module()
         if is_lora(module):
-            return policy_weights(module, module.named_parameters()), adapted_names(module)
+            return policy_weights(module, module.named_parameters(), merge), adapted_names(module)
         params = dict(module.named_parameters())
         return params, frozenset(name for name, p in params.items() if p.requires_grad)
 
@@ -270,7 +271,7 @@ class SFTTrainer:
 
     def plan_weight_sync(self, version: int, bucket_bytes: int) -> SyncPlan:
         """Rank 0: the buckets of the next sync."""
-        return self.sender.plan(*self._sync_weights(), version, bucket_bytes)
+        return self.sender.plan(*self._sync_weights(merge=False), version, bucket_bytes)
 
     def probe_weight_sync(self, nbytes: int) -> float:
         """Rank 0: broadcast one flat buffer of `nbytes` over the sync group; returns its seconds."""
@@ -278,6 +279,8 @@ class SFTTrainer:
 
     def send_weights(self, plan: SyncPlan) -> int:
         """Broadcast the plan's weights (rank 0; other ranks join ZeRO-3 gathers); returns bytes sent."""
+        if self.dist.rank != 0 and not self._zero3():
+            return 0  # only rank 0 sends; other ranks take part only in ZeRO-3 gathers
         return self.sender.send(*self._sync_weights(), plan, self._zero3())
 
     def save_pretrained(self, out_dir: str) -> None:

@@ -4,6 +4,7 @@ checkpoints), gradient checkpointing, bfloat16, and refusing a checkpoint's own 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -17,6 +18,7 @@ from mstar_ray.data.llava import load_prompts
 from mstar_ray.encoding import collate, encode_example
 from mstar_ray.models.freeze import VISION_MODULES
 from mstar_ray.models.loading import load_policy, load_processor
+from mstar_ray.models.lora import VISION_EXCLUDE, apply_lora, check_lora_targets, policy_weights
 from mstar_ray.prm.model import ProcessRewardModel
 from mstar_ray.records import TrainExample
 from mstar_ray.training.sft import DistributedSpec, OptimSpec, PolicyOptions, SFTTrainer
@@ -59,6 +61,24 @@ def test_lora_trains_adapters_and_exports_merged_weights(tiny_model, examples, t
     with torch.no_grad():
         expected, got = peft_model(**batch).logits, merged(**batch).logits
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_lora_targets_are_checked_before_any_actor_and_merges_keep_the_dtype(tiny_model) -> None:
+    check_lora_targets(str(tiny_model), LoRAConfig(enabled=True))
+    with pytest.raises(ValueError, match=r"match no linear layer .* its layers include"):
+        check_lora_targets(str(tiny_model), LoRAConfig(enabled=True, target_modules=["query_key_value"]))
+    with pytest.raises(ValueError, match="adapters on \\['lm_head'\\] are not supported"):
+        check_lora_targets(str(tiny_model), LoRAConfig(enabled=True, target_modules=["q_proj", "lm_head"]))
+    assert re.fullmatch(VISION_EXCLUDE, "vpm.encoder.layers.0.self_attn.q_proj")  # a top-level tower too
+    assert re.fullmatch(VISION_EXCLUDE, "model.visual.blocks.0.attn.qkv")
+    assert not re.fullmatch(VISION_EXCLUDE, "model.language_model.layers.0.self_attn.q_proj")
+    # bf16 weights stay bf16 when merged with the adapters (which peft may keep in fp32)
+    policy = apply_lora(load_policy(tiny_model, "bfloat16"), LoRAConfig(enabled=True, r=4))
+    for name, param in policy.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param)
+    merged = policy_weights(policy, policy.named_parameters())
+    assert {t.dtype for t in merged.values()} == {torch.bfloat16}
 
 
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_model, examples) -> None:

@@ -169,6 +169,14 @@ def test_choice_extraction_and_fallbacks(response: str, letter: str | None) -> N
 def test_numbers_in_text() -> None:
     assert numbers_in("1,000 g and -3.5, then 3/4 or \\frac{1}{8}; x2 is no number") == [1000, -3.5, 0.75, 0.125]
     assert numbers_in("[1, 2, 3]") == [1, 2, 3]
+    assert numbers_in("1" * 400 + " so 7") == [7.0]  # a degenerate run of digits is no number (not inf)
+
+
+def test_an_answered_letter_wins_over_options_that_are_letters() -> None:
+    diagram_labels = ("D", "B", "A", "C")  # AI2D options are often the labels of a diagram
+    assert response_letter("Look.\n\n# Answer\n\nC", diagram_labels) == "C"
+    assert response_letter("Look.\n\n# Answer\n\n(C)", diagram_labels) == "C"
+    assert response_letter("Look.\n\n# Answer\n\nA cat", ("A dog", "A cat")) == "B"  # text, not a letter
 
 
 def test_m3cot_prompts_and_scoring(files: dict[str, Path], cache: Path) -> None:

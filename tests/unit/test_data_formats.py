@@ -210,6 +210,25 @@ def test_parquet_shard_folder_groups_hub_style_splits(folder: Path) -> None:
     ds.select([0, 1]).to_parquet(str(shards / "part-a.parquet"))
     ds.select([2, 3]).to_parquet(str(shards / "part-b.parquet"))
     assert [p.id for p in load_prompts(shards)[0]] == ["p0", "p1", "p2", "p3"]
+    # The hub's parquet converter puts each split in its own folder: default/train/0000.parquet.
+    converted = folder / "converted"
+    for split, rows in (("train", [0, 1, 2]), ("test", [3])):
+        (converted / "default" / split).mkdir(parents=True)
+        ds.select(rows).to_parquet(str(converted / "default" / split / "0000.parquet"))
+    assert [p.id for p in load_prompts(f"{converted}::test")[0]] == ["p3"]
+    with pytest.raises(ValueError, match="holds the splits test, train"):
+        load_prompts(converted)  # never both splits silently mixed
+
+
+def test_a_missing_answer_written_as_nan_is_no_answer(folder: Path) -> None:
+    rows = [r | {"image": str(folder / r["image"])} for r in _flat_rows(folder) if "image" in r]
+    for i, row in enumerate(rows):  # a numeric answer column, where pandas writes NaN for a missing cell
+        row["answer"] = float("nan") if i == 0 else float(i)
+        row.pop("reference", None)
+    path = folder / "nan.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    prompts, report = load_prompts(path)
+    assert [p.id for p in prompts] == [r["id"] for r in rows[1:]] and report.skipped == {"no answer": 1}
 
 
 def test_columns_are_detected_or_named(folder: Path) -> None:

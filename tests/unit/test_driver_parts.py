@@ -57,3 +57,18 @@ def test_lr_schedule_warms_up_decays_and_stays_flat() -> None:
     assert lr_multiplier(0, 0, 10) == pytest.approx(1.0)
     assert lr_multiplier(5, 0, 10) == pytest.approx(0.55)
     assert lr_multiplier(10, 0, 10) == pytest.approx(0.1) and lr_multiplier(50, 0, 10) == pytest.approx(0.1)
+
+
+def test_preflight_refuses_more_images_than_vllm_takes_before_ray() -> None:
+    from mstar_ray.config import ConfigError
+    from mstar_ray.data.splits import Datasets
+    from mstar_ray.driver import preflight
+
+    two = Prompt("m", "Which is larger?", ("/a.png", "/b.png"), "A")
+    data = Datasets(labeled=[*PROMPTS, two], validation=PROMPTS, test=[], seed_cot=[], unlabeled=[], reports={})
+    base = ["model.path=/m", "data.labeled=l", "data.validation=v", "loop.eval_test=false"]
+    vllm = [*base, "rollout.backend=vllm", "rollout.vllm.kv_cache_gib=0.5"]
+    with pytest.raises(ConfigError, match="a prompt has 2 images but rollout.vllm.max_images_per_prompt is 1"):
+        preflight(load_config(None, vllm), data)
+    preflight(load_config(None, [*vllm, "rollout.vllm.max_images_per_prompt=2"]), data)
+    preflight(load_config(None, base), data)  # the transformers backend takes any number
