@@ -1,15 +1,12 @@
 """The typed, strict configuration tree (loaded from YAML with `a.b=value` overrides by `config_io`).
 
 Unknown keys and wrong types are rejected by pydantic with the key's dotted path; cross-field checks live in
-`MStarConfig.validate_all` and never change a value. All of it runs before Ray starts any actor.
+`mstar_ray.config_checks` and never change a value. All of it runs before Ray starts any actor.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from enum import Enum
-from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
@@ -452,58 +449,8 @@ class MStarConfig(Section):
 
     @model_validator(mode="after")
     def validate_all(self) -> MStarConfig:
-        """Cross-field checks; each names the keys involved."""
-        if self.loop.top_k > self.rollout.samples_per_prompt:
-            raise ValueError(
-                f"loop.top_k ({self.loop.top_k}) is larger than rollout.samples_per_prompt "
-                f"({self.rollout.samples_per_prompt}): cannot keep more responses than are sampled"
-            )
-        needs_prm = [
-            ("loop.selection", self.loop.selection in PRM_RULES),
-            (
-                "temperature.auto with criterion reward_pass_at_2",
-                self.temperature.auto and self.temperature.criterion == TemperatureCriterion.REWARD_PASS_AT_2,
-            ),
-            ("loop.mixin_unlabeled", self.loop.mixin_unlabeled),
-        ]
-        for key, needed in needs_prm:
-            if needed and not self.prm.enabled:
-                raise ValueError(f"{key} needs a process reward model: set prm.enabled=true")
-        if self.loop.mixin_unlabeled and not self.data.unlabeled:
-            raise ValueError("loop.mixin_unlabeled is true but data.unlabeled is not set")
-        if self.temperature.auto and not self.temperature.grid:
-            raise ValueError("temperature.grid is empty: list the temperatures to try")
-        if any(t <= 0 for t in self.temperature.grid):
-            raise ValueError("temperature.grid: temperatures must be above 0 (greedy is measured separately)")
-        if self.seed_sft.enabled and not self.data.seed_cot:
-            raise ValueError("seed_sft.enabled is true but data.seed_cot is not set")
-        if self.loop.eval_test is True and self.data.test is None:
-            raise ValueError("loop.eval_test is true but data.test is not set (set it, or loop.eval_test=false)")
-        if self.eval.benchmarks:
-            from mstar_ray.benchmarks import BENCHMARKS  # the benchmark modules build on this one
+        """Cross-field checks (`config_checks.check_config`); each names the keys involved."""
+        from mstar_ray.config_checks import check_config  # the checks build on this module
 
-            for name in self.eval.benchmarks:
-                if name not in BENCHMARKS:
-                    raise ValueError(f"eval.benchmarks.{name}: unknown benchmark; choose from {', '.join(BENCHMARKS)}")
-        if self.train.lora.enabled and self.train.zero_stage == 3:
-            raise ValueError("train.lora.enabled needs train.zero_stage <= 2 (adapters are merged on rank 0 to sync)")
-        if Path(self.model.path).is_dir():  # a path on the cluster's shared storage may not exist on a client
-            from mstar_ray.models.loading import check_remote_code
-
-            check_remote_code(self.model.path, self.model.trust_remote_code)
-        gpu_users = [self.resources.gpus_per_rollout_worker > 0, self.resources.gpus_per_trainer > 0]
-        if any(gpu_users) and self.model.dtype == "float16":
-            raise ValueError("model.dtype float16 is not supported for training; use bfloat16")
-        from mstar_ray.resources import check_fits, check_layout, check_vllm  # resources builds on this module
-
-        if self.rollout.backend == RolloutBackend.VLLM:
-            check_vllm(self)
-        check_layout(self)
-        for key, package in (("monitor.wandb_project", "wandb"), ("monitor.mlflow_experiment", "mlflow")):
-            if getattr(self.monitor, key.split(".")[1]) and importlib.util.find_spec(package) is None:
-                raise ValueError(f"{key} is set but `{package}` is not installed (pip install {package})")
-        if self.ray.address is not None and self.ray.num_cpus is not None:
-            raise ValueError("ray.num_cpus applies only to an in-process Ray (ray.address: null)")
-        if self.ray.num_cpus is not None and not os.environ.get("RAY_ADDRESS"):  # sizes an in-process Ray only
-            check_fits(self, {"CPU": float(self.ray.num_cpus)})
+        check_config(self)
         return self

@@ -12,20 +12,19 @@ from pathlib import Path
 import ray
 
 from mstar_ray import stages
-from mstar_ray.benchmarks.evaluate import STAGES, benchmark_params, evaluate_benchmarks, stage_table
+from mstar_ray.benchmarks.evaluate import evaluate_run_stage, stage_headlines
 from mstar_ray.config import (
     PRM_RULES,
     ConfigError,
     MStarConfig,
-    RolloutBackend,
     RunStage,
     TrainingMode,
 )
+from mstar_ray.config_checks import preflight
 from mstar_ray.data.splits import Datasets, PromptCursor, load_datasets
 from mstar_ray.evaluation import EvalResult, evaluate
 from mstar_ray.groups import PRMGroup, RolloutGroup, TrainerGroup, dead_actors
 from mstar_ray.metrics import mark_correct
-from mstar_ray.models.lora import check_lora_targets
 from mstar_ray.monitor import Monitor, PhaseTimer, progress_line, rollout_stats
 from mstar_ray.placement import Placement
 from mstar_ray.plots import plot_dynamics
@@ -43,8 +42,6 @@ from mstar_ray.sync.transport import WeightSyncError
 from mstar_ray.temperature import search_temperature
 
 log = logging.getLogger("mstar")
-
-BENCHMARK_DIR = "benchmarks"  # per-stage benchmark results in the run directory
 
 
 class MStarRun:
@@ -165,7 +162,7 @@ class MStarRun:
             "best_checkpoint": self.best,
             "pre_evolved": pre_test_dict,
             "final": final,
-            "benchmarks": self.benchmark_headlines(),
+            "benchmarks": stage_headlines(self.run_dir.path),
         }
         self.run_dir.write_json("summary.json", summary)
         self.monitor.close()
@@ -327,33 +324,9 @@ class MStarRun:
         return result
 
     def evaluate_benchmarks(self, stage: RunStage) -> None:
-        """Greedy accuracy on eval.benchmarks at this stage, into benchmarks/<stage>/, and the run's results table
-        (one row per stage so far) into benchmark_table.md."""
-        if not self.data.benchmarks or stage not in self.cfg.eval.run_stages:
-            return
-        out = self.run_dir.path / BENCHMARK_DIR
-        payload = evaluate_benchmarks(
-            self.rollout,
-            self.data.benchmarks,
-            benchmark_params(self.cfg),
-            out / stage.value,
-            self.cfg.model.path,
-            stage.value,
-        )
-        table = stage_table(out, STAGES)
-        (self.run_dir.path / "benchmark_table.md").write_text(table)
-        headline = {name: round(b["headline"], 4) for name, b in payload["benchmarks"].items()}
-        log.info("benchmarks at %s: %s", stage.value, headline)
-
-    def benchmark_headlines(self) -> dict[str, dict[str, float]]:
-        """Each evaluated stage's headline accuracy per benchmark (the -R subsets for MMStar and MMBench)."""
-        out = {}
-        for stage in RunStage:
-            path = self.run_dir.path / BENCHMARK_DIR / stage.value / "benchmarks.json"
-            if path.is_file():
-                payload = json.loads(path.read_text())["benchmarks"]
-                out[stage.value] = {name: b["headline"] for name, b in payload.items()}
-        return out
+        """Greedy accuracy on eval.benchmarks at this stage (eval.run_stages) over the rollout workers."""
+        if self.data.benchmarks and stage in self.cfg.eval.run_stages:
+            evaluate_run_stage(self.cfg, self.rollout, self.data.benchmarks, self.run_dir.path, stage.value)
 
     def save_checkpoint(self, name: str, iteration: int | None = None) -> None:
         """Write a checkpoint atomically: the policy (`save_pretrained`), and for an iteration also the trainers'
@@ -474,23 +447,6 @@ class MStarRun:
                 reform = True
         self.weights_version = stats.version
         return stats
-
-
-def preflight(cfg: MStarConfig, data: Datasets) -> None:
-    """Checks that need the data or the checkpoint's config, before any cluster resource is taken."""
-    if cfg.rollout.backend == RolloutBackend.VLLM:
-        prompts = [
-            p for split in (data.labeled, data.validation, data.test, data.seed_cot, data.unlabeled) for p in split
-        ]
-        prompts += [item.prompt for bench in data.benchmarks.values() for item in bench.items]
-        most = max((len(p.images) for p in prompts), default=0)
-        if most > cfg.rollout.vllm.max_images_per_prompt:
-            raise ConfigError(
-                f"a prompt has {most} images but rollout.vllm.max_images_per_prompt is "
-                f"{cfg.rollout.vllm.max_images_per_prompt}: raise it to {most}"
-            )
-    if cfg.train.lora.enabled and Path(cfg.model.path).is_dir():
-        check_lora_targets(cfg.model.path, cfg.train.lora, cfg.model.trust_remote_code)
 
 
 def run_mstar(cfg: MStarConfig, resume: str | Path | None = None) -> dict:

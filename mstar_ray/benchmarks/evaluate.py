@@ -19,6 +19,7 @@ from mstar_ray.rollout.sampling import SamplingParams
 log = logging.getLogger("mstar")
 
 STAGES = tuple(stage.value for stage in RunStage)  # a run directory's benchmarks/<stage>/, in order
+RUN_RESULTS = "benchmarks"  # the folder of a run directory holding each stage's results
 
 
 def benchmark_cache(cfg: MStarConfig) -> Path:
@@ -44,10 +45,32 @@ def stage_table(results_dir: str | Path, stages: Sequence[str]) -> str:
     return benchmark_table(rows) if rows else ""
 
 
+def evaluate_run_stage(
+    cfg: MStarConfig, generator: Generator, benchmarks: Mapping[str, LoadedBenchmark], run_dir: Path, stage: str
+) -> None:
+    """A run's benchmarks at one stage into `run_dir/benchmarks/<stage>/`, and the table of the stages evaluated so
+    far into `run_dir/benchmark_table.md`."""
+    out = run_dir / RUN_RESULTS
+    payload = evaluate_benchmarks(generator, benchmarks, benchmark_params(cfg), out / stage, cfg.model.path, stage)
+    (run_dir / "benchmark_table.md").write_text(stage_table(out, STAGES))
+    headline = {name: round(b["headline"], 4) for name, b in payload["benchmarks"].items()}
+    log.info("benchmarks at %s: %s", stage, headline)
+
+
+def stage_headlines(run_dir: Path) -> dict[str, dict[str, float]]:
+    """Each evaluated stage's headline accuracy per benchmark (the -R subsets for MMStar and MMBench)."""
+    out = {}
+    for stage in STAGES:
+        path = run_dir / RUN_RESULTS / stage / "benchmarks.json"
+        if path.is_file():
+            out[stage] = {name: b["headline"] for name, b in json.loads(path.read_text())["benchmarks"].items()}
+    return out
+
+
 def results_rows(path: str | Path) -> list[TableRow]:
     """Table rows of a benchmarks.json file, an `mstar eval` output folder, or a run directory (its stages)."""
     path = Path(path)
-    candidates = [path, path / "benchmarks.json", *(path / "benchmarks" / s / "benchmarks.json" for s in STAGES)]
+    candidates = [path, path / "benchmarks.json", *(path / RUN_RESULTS / s / "benchmarks.json" for s in STAGES)]
     rows = [_row(p) for p in candidates if p.is_file() and p.name == "benchmarks.json"]
     if not rows:
         raise FileNotFoundError(f"{path}: no benchmarks.json (give an `mstar eval` output or a run directory)")

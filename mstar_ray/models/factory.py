@@ -94,8 +94,8 @@ class ChatMarkup:
         fields = {"@NAMES@": repr(self.roles), "@START@": self.start, "@HEADER_END@": self.header_end}
         fields |= {"@IMAGE@": self.image, "@END@": self.end}
         template = _CHAT_TEMPLATE
-        for placeholder, value in fields.items():
-            template = template.replace(placeholder, value)
+        for slot, value in fields.items():
+            template = template.replace(slot, value)
         return template
 
 

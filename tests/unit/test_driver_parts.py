@@ -61,8 +61,8 @@ def test_lr_schedule_warms_up_decays_and_stays_flat() -> None:
 
 def test_preflight_refuses_more_images_than_vllm_takes_before_ray() -> None:
     from mstar_ray.config import ConfigError
+    from mstar_ray.config_checks import preflight
     from mstar_ray.data.splits import Datasets
-    from mstar_ray.driver import preflight
 
     two = Prompt("m", "Which is larger?", ("/a.png", "/b.png"), "A")
     data = Datasets(labeled=[*PROMPTS, two], validation=PROMPTS, test=[], seed_cot=[], unlabeled=[], reports={})
