@@ -39,6 +39,7 @@ test: venv
 lint: venv
 	$(VENV)/bin/ruff check mstar_ray actors tests benchmarks
 	$(VENV)/bin/ruff format --check mstar_ray actors tests benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(QS) .ablate runs

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import ray
 
 from actors.threads import set_torch_threads
+from mstar_ray.core.records import Prompt
 from mstar_ray.prm.scorer import PRMScorer
-from mstar_ray.records import Prompt
 
 
 @ray.remote

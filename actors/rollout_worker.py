@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import ray
 
 from actors.threads import set_torch_threads
-from mstar_ray.records import Prompt, PromptRollouts
+from mstar_ray.core.records import Prompt, PromptRollouts
+from mstar_ray.core.sampling import SamplingParams
 from mstar_ray.rollout.engine import EngineSpec, apply_sync, build_engine, check_usable
-from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.sync.buckets import SyncPlan
 from mstar_ray.sync.receiver import ReceiveStats
 
@@ -52,7 +52,3 @@ class RolloutWorker:
 
     def wake_up(self) -> None:
         self.engine.wake_up()
-
-    def state_dict(self) -> dict:
-        """The policy weights (transformers backend), for tests that compare them with the trainer's."""
-        return self.engine.state_dict()

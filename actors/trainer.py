@@ -1,4 +1,5 @@
-"""Trainer rank actor: one DeepSpeed data-parallel rank."""
+"""Trainer rank actors: one DeepSpeed data-parallel rank of the policy (`PolicyTrainerRank`) or of the PRM
+(`PRMTrainerRank`). Both join their group's process group, then train and save on request."""
 
 from __future__ import annotations
 
@@ -8,42 +9,44 @@ import ray
 import torch
 
 from actors.threads import set_torch_threads
+from mstar_ray.core.records import TrainExample
 from mstar_ray.prm.model import StepLabeledExample
-from mstar_ray.records import TrainExample
+from mstar_ray.prm.trainer import PRMTrainer
 from mstar_ray.sync.buckets import SyncPlan
 from mstar_ray.sync.transport import free_port
 from mstar_ray.training.sft import DistributedSpec, OptimSpec, PolicyOptions, SFTTrainer, TrainStats
 
 
-@ray.remote
-class TrainerRank:
-    """Joins the trainer group's process group, then trains and exports weights on request."""
+class _TrainerRank:
+    """What both kinds of rank do; `setup` builds the trainer."""
+
+    trainer: SFTTrainer
 
     def __init__(self, torch_threads: int, cpus: float) -> None:
         set_torch_threads(torch_threads, cpus)
-        self.trainer: SFTTrainer | None = None
 
     def rendezvous_address(self) -> tuple[str, int]:
         """This node's IP and a free port, for rank 0 to host a process group (the trainers' or the sync group)."""
         return ray.util.get_node_ip_address(), free_port()
 
-    def setup(self, model_path: str, dist: DistributedSpec, options: PolicyOptions) -> None:
-        """Host a policy trainer."""
-        self.trainer = SFTTrainer(model_path, dist, options)
-
-    def setup_prm(self, backbone_path: str, dist: DistributedSpec, options: PolicyOptions, meta: dict) -> None:
-        """Host a PRM trainer (backbone from a policy checkpoint or a PRM directory)."""
-        from mstar_ray.prm.trainer import PRMTrainer
-
-        self.trainer = PRMTrainer(backbone_path, dist, options, meta)
-
     def start_stage(self, optim: OptimSpec, reset_to_base: bool = False) -> None:
         self.trainer.start_stage(optim, reset_to_base)
+
+    def save_pretrained(self, out_dir: str) -> None:
+        self.trainer.save_pretrained(out_dir)
+
+
+@ray.remote
+class PolicyTrainerRank(_TrainerRank):
+    """A policy rank; rank 0 also sends the weights to the rollout engines."""
+
+    def setup(self, model_path: str, dist: DistributedSpec, options: PolicyOptions) -> None:
+        self.trainer = SFTTrainer(model_path, dist, options)
 
     def snapshot_base(self) -> None:
         self.trainer.snapshot_base()
 
-    def train(self, examples: Sequence[TrainExample | StepLabeledExample], epochs: int, seed: int) -> TrainStats:
+    def train(self, examples: Sequence[TrainExample], epochs: int, seed: int) -> TrainStats:
         return self.trainer.train(examples, epochs, seed)
 
     def export_weights(self) -> dict[str, torch.Tensor]:
@@ -70,11 +73,13 @@ class TrainerRank:
     def load_state(self, in_dir: str) -> None:
         self.trainer.load_state(in_dir)
 
-    def has_stage(self) -> bool:
-        return self.trainer.engine is not None
 
-    def save_pretrained(self, out_dir: str) -> None:
-        self.trainer.save_pretrained(out_dir)
+@ray.remote
+class PRMTrainerRank(_TrainerRank):
+    """A PRM rank: backbone from a policy checkpoint or a PRM directory, trained on step-labelled responses."""
 
-    def weights_checksum(self) -> float:
-        return self.trainer.weights_checksum()
+    def setup(self, backbone_path: str, dist: DistributedSpec, options: PolicyOptions, meta: dict) -> None:
+        self.trainer = PRMTrainer(backbone_path, dist, options, meta)
+
+    def train(self, examples: Sequence[StepLabeledExample], epochs: int, seed: int) -> TrainStats:
+        return self.trainer.train(examples, epochs, seed)

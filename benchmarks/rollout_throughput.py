@@ -18,10 +18,10 @@ from pathlib import Path
 
 import ray
 
-from mstar_ray.config_io import load_config
-from mstar_ray.data.splits import load_datasets
-from mstar_ray.groups import RolloutGroup
-from mstar_ray.rollout.sampling import SamplingParams
+from mstar_ray.config.io import load_config
+from mstar_ray.core.sampling import SamplingParams
+from mstar_ray.groups.rollout import RolloutGroup
+from mstar_ray.loop.datasets import load_datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 

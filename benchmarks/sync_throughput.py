@@ -20,12 +20,13 @@ from pathlib import Path
 
 import ray
 
-from mstar_ray import stages
-from mstar_ray.config_io import load_config
-from mstar_ray.data.synthetic import corpus_texts
-from mstar_ray.groups import RolloutGroup, TrainerGroup
-from mstar_ray.models.tiny import TinyVLMSpec, build_tiny_vlm
+from mstar_ray.config.io import load_config
+from mstar_ray.groups.rollout import RolloutGroup
+from mstar_ray.groups.trainers import PolicyTrainerGroup
+from mstar_ray.loop import stages
 from mstar_ray.sync.coordinator import WeightSync
+from mstar_ray.toy.synthetic import corpus_texts
+from mstar_ray.toy.tiny import TinyVLMSpec, build_tiny_vlm
 
 ROOT = Path(__file__).resolve().parents[1]
 # Qwen2-VL text stacks of about 10M, 50M and 200M parameters (head size 64, as real models use).
@@ -52,7 +53,7 @@ def measure(model: Path, backend: str, repeats: int, bucket_mb: float) -> dict:
             "resources.cpus_per_trainer=1",
         ],
     )
-    rollout, trainers = RolloutGroup(cfg, str(model)), TrainerGroup(cfg, str(model))
+    rollout, trainers = RolloutGroup(cfg, str(model)), PolicyTrainerGroup(cfg, str(model))
     trainers.start_stage(stages.optim_spec(cfg, cfg.train.lr))  # as in a run: DeepSpeed owns the parameters
     sync = WeightSync(cfg.sync, trainers, rollout)
     sync.sync(1)  # warm-up: first-touch of buffers and the engine's reload path

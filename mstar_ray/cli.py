@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 
 from mstar_ray.config import MStarConfig
-from mstar_ray.config_io import config_to_yaml, load_config
-from mstar_ray.report import results_table as _results_table  # cmd_run prints the test results with it
-from mstar_ray.report import write_report
+from mstar_ray.config.io import config_to_yaml, load_config
+from mstar_ray.telemetry.report import results_table as _results_table  # cmd_run prints the test results with it
+from mstar_ray.telemetry.report import write_report
 
 log = logging.getLogger("mstar")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mstar_ray.driver import run_mstar
+    from mstar_ray.loop.launch import run_mstar
 
     if (args.config is None) == (args.resume is None):
         raise ValueError("give either --config (a new run) or --resume RUN_DIR (continue a stopped run)")
@@ -26,7 +26,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.resume} is not a run directory (no config.yaml)")
     cfg = load_config(config, args.overrides)
     print(config_to_yaml(cfg), flush=True)
-    summary = run_mstar(cfg, resume=args.resume)
+    summary = run_mstar(cfg, resume=args.resume, overrides=args.overrides if args.resume else ())
     print(_results_table(summary))
     run_dir = args.resume or Path(cfg.run.output_dir) / cfg.run.name
     if (Path(run_dir) / "benchmark_table.md").is_file():
@@ -49,9 +49,9 @@ def _benchmark_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _eval_benchmarks(cfg: MStarConfig, args: argparse.Namespace) -> int:
-    from mstar_ray.benchmarks.evaluate import benchmark_cache, benchmark_params, evaluate_benchmarks, load_benchmarks
-    from mstar_ray.groups import RolloutGroup
-    from mstar_ray.resources import connect_ray
+    from mstar_ray.eval.benchmarks.runner import benchmark_cache, benchmark_params, evaluate_benchmarks, load_benchmarks
+    from mstar_ray.groups.cluster import connect_ray
+    from mstar_ray.groups.rollout import RolloutGroup
 
     e = cfg.eval
     out = Path(args.out) if args.out else Path(cfg.run.output_dir) / "eval" / cfg.run.name
@@ -69,11 +69,11 @@ def _eval_benchmarks(cfg: MStarConfig, args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     """Greedy accuracy and Pass@K on a data split, or accuracy on the paper's benchmarks (--benchmarks or
     eval.benchmarks)."""
-    from mstar_ray.data.splits import load_datasets
-    from mstar_ray.evaluation import evaluate
-    from mstar_ray.groups import RolloutGroup
-    from mstar_ray.resources import connect_ray
-    from mstar_ray.rollout.sampling import SamplingParams
+    from mstar_ray.core.sampling import SamplingParams
+    from mstar_ray.eval.validation import evaluate
+    from mstar_ray.groups.cluster import connect_ray
+    from mstar_ray.groups.rollout import RolloutGroup
+    from mstar_ray.loop.datasets import load_datasets
 
     if args.split and args.benchmarks:
         raise ValueError("give either --split or --benchmarks, not both")
@@ -95,10 +95,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_prm_label(args: argparse.Namespace) -> int:
-    from mstar_ray.data.splits import load_datasets
-    from mstar_ray.groups import RolloutGroup
-    from mstar_ray.prm.pipeline import label_prompts
-    from mstar_ray.resources import connect_ray
+    from mstar_ray.groups.cluster import connect_ray
+    from mstar_ray.groups.rollout import RolloutGroup
+    from mstar_ray.loop.datasets import load_datasets
+    from mstar_ray.loop.prm_stage import label_prompts
 
     cfg = load_config(args.config, args.overrides)
     data = load_datasets(cfg)
@@ -110,9 +110,9 @@ def cmd_prm_label(args: argparse.Namespace) -> int:
 
 
 def cmd_prm_train(args: argparse.Namespace) -> int:
+    from mstar_ray.groups.cluster import connect_ray
+    from mstar_ray.loop.prm_stage import train_prm
     from mstar_ray.prm.labeling import read_step_labels
-    from mstar_ray.prm.pipeline import train_prm
-    from mstar_ray.resources import connect_ray
 
     cfg = load_config(args.config, args.overrides)
     examples = read_step_labels(args.labels)
@@ -124,7 +124,7 @@ def cmd_prm_train(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from mstar_ray.ablate import Ablation, load_spec
+    from mstar_ray.loop.ablate import Ablation, load_spec
 
     spec = load_spec(args.spec)
     if args.seeds:
@@ -136,7 +136,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_make_data(args: argparse.Namespace) -> int:
-    from mstar_ray.data.synthetic import TaskSpec, write_synthetic_dataset
+    from mstar_ray.toy.synthetic import TaskSpec, write_synthetic_dataset
 
     spec = TaskSpec(
         seed_size=args.seed_size,
@@ -154,7 +154,7 @@ def cmd_make_data(args: argparse.Namespace) -> int:
 def cmd_split(args: argparse.Namespace) -> int:
     """Split one source dataset into labeled, unlabeled, validation and test sets and print the config to use."""
     from mstar_ray.config import DataColumnsConfig, OnBadRow
-    from mstar_ray.data.split import SplitSizes, config_overrides, split_dataset
+    from mstar_ray.data.paper_split import SplitSizes, config_overrides, split_dataset
 
     pairs = [pair.partition("=") for pair in args.column or []]
     if not all(sep and name for _, sep, name in pairs):
@@ -173,8 +173,8 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_make_model(args: argparse.Namespace) -> int:
-    from mstar_ray.data.synthetic import corpus_texts
-    from mstar_ray.models.factory import build_tiny_model
+    from mstar_ray.toy.factory import build_tiny_model
+    from mstar_ray.toy.synthetic import corpus_texts
 
     out = build_tiny_model(args.family, corpus_texts(), args.out, seed=args.seed)
     print(f"tiny {args.family} model written to {out}")
@@ -183,8 +183,8 @@ def cmd_make_model(args: argparse.Namespace) -> int:
 
 def cmd_table(args: argparse.Namespace) -> int:
     """Print (and save) the paper-style table of several benchmark evaluations, one row per model and stage."""
-    from mstar_ray.benchmarks.evaluate import results_rows
-    from mstar_ray.benchmarks.results import benchmark_table
+    from mstar_ray.eval.benchmarks.results import benchmark_table
+    from mstar_ray.eval.benchmarks.runner import results_rows
 
     text = benchmark_table([row for path in args.results for row in results_rows(path)])
     print(text)
@@ -282,9 +282,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with `key.sub=value` overrides accepted wherever they stand among the options."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as err:  # config, data and layout errors: a message, not a traceback

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mstar_ray.data.synthetic import TaskSpec, corpus_texts, write_synthetic_dataset
-from mstar_ray.models.tiny import build_tiny_vlm
+from mstar_ray.toy.synthetic import TaskSpec, corpus_texts, write_synthetic_dataset
+from mstar_ray.toy.tiny import build_tiny_vlm
 
 
 @pytest.fixture(scope="session")

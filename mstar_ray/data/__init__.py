@@ -1,1 +1,1 @@
-"""Datasets: records, loaders and the synthetic task."""
+"""Datasets in the formats users bring: LLaVA JSON, flat JSON/JSONL, parquet, `save_to_disk`; rows and images."""

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mstar_ray.config import DataColumnsConfig, OnBadRow
+from mstar_ray.core.records import Prompt
 from mstar_ray.data.rows import MalformedLine, RowParser, resolve_columns
-from mstar_ray.records import Prompt
 
 if TYPE_CHECKING:
     import pyarrow as pa

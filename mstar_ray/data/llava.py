@@ -9,8 +9,8 @@ module; the turns are parsed by `mstar_ray.data.rows.parse_turns`.
 from __future__ import annotations
 
 from mstar_ray.config import OnBadRow
+from mstar_ray.core.records import Prompt
 from mstar_ray.data.formats import BadRowError, LoadReport, load_prompts
-from mstar_ray.records import Prompt
 
 __all__ = ["BadRowError", "LoadReport", "OnBadRow", "llava_row", "load_prompts"]
 

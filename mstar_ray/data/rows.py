@@ -23,10 +23,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mstar_ray.answers import ANSWER_HEADING_RE, extract_answer
 from mstar_ray.config import DataColumnsConfig
+from mstar_ray.core.answers import ANSWER_HEADING_RE, extract_answer
+from mstar_ray.core.records import Prompt
 from mstar_ray.data.images import image_problem, store_image_bytes
-from mstar_ray.records import Prompt
 
 CONVERSATIONS = "conversations"
 CANDIDATES: dict[str, tuple[str, ...]] = {

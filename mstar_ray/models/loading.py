@@ -7,11 +7,12 @@ InternVL2) runs that code on every Ray worker that loads it, so it loads only wi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, ProcessorMixin
+
+from mstar_ray.config.checks import check_remote_code, remote_code_classes
 
 # Auto classes tried, in order, for a remote-code checkpoint whose auto_map lacks AutoModelForImageTextToText.
 _REMOTE_AUTO_CLASSES = (
@@ -19,24 +20,6 @@ _REMOTE_AUTO_CLASSES = (
     ("AutoModelForCausalLM", AutoModelForCausalLM),
     ("AutoModel", AutoModel),
 )
-
-
-def remote_code_classes(path: str | Path) -> dict[str, str]:
-    """The checkpoint's `auto_map` (auto class -> module.Class of its own code); empty for native architectures."""
-    config = Path(path) / "config.json"
-    if not config.is_file():
-        return {}
-    auto_map = json.loads(config.read_text()).get("auto_map", {})
-    return auto_map if isinstance(auto_map, dict) else {}
-
-
-def check_remote_code(path: str | Path, trust_remote_code: bool, key: str = "model.path") -> None:
-    """Refuse a checkpoint that needs its own Python code unless remote code is explicitly trusted."""
-    if remote_code_classes(path) and not trust_remote_code:
-        raise ValueError(
-            f"{key}: {path} ships its own modeling code (config.json auto_map); it runs on every worker that loads "
-            "the model. Set model.trust_remote_code=true if you trust it"
-        )
 
 
 def load_processor(path: str | Path, trust_remote_code: bool = False) -> ProcessorMixin:

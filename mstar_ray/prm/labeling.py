@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mstar_ray.config import LabelKind
-from mstar_ray.evaluation import Generator
-from mstar_ray.metrics import mark_correct
+from mstar_ray.core.records import Prompt
+from mstar_ray.core.sampling import SamplingParams
+from mstar_ray.core.steps import split_steps, step_prefixes
+from mstar_ray.eval.metrics import mark_correct
+from mstar_ray.eval.validation import Generator
 from mstar_ray.prm.model import StepLabeledExample
-from mstar_ray.prm.steps import split_steps, step_prefixes
-from mstar_ray.records import Prompt
-from mstar_ray.rollout.sampling import SamplingParams
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, ProcessorMixin
 
-from mstar_ray.encoding import TEXT_KEYS, collate, prompt_images, prompt_text
+from mstar_ray.config.checks import check_remote_code
+from mstar_ray.core.records import Prompt
+from mstar_ray.core.steps import STEP_SEPARATOR
+from mstar_ray.models.encoding import TEXT_KEYS, collate, prompt_images, prompt_text
 from mstar_ray.models.freeze import freeze_vision_tower
-from mstar_ray.models.loading import check_remote_code, load_policy
-from mstar_ray.prm.steps import STEP_SEPARATOR
-from mstar_ray.records import Prompt
+from mstar_ray.models.loading import load_policy
 
 VALUE_HEAD_FILE = "value_head.safetensors"
 PRM_META_FILE = "prm_config.json"

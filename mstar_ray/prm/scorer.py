@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import torch
 
+from mstar_ray.core.records import Prompt
+from mstar_ray.core.steps import split_steps
 from mstar_ray.models.loading import load_processor
 from mstar_ray.prm.model import ProcessRewardModel, collate_steps, encode_steps
-from mstar_ray.prm.steps import split_steps
-from mstar_ray.records import Prompt
 
 
 class PRMScorer:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mstar_ray.config import RolloutBackend, VLLMConfig
-from mstar_ray.records import Prompt, PromptRollouts
-from mstar_ray.rollout.sampling import SamplingParams
+from mstar_ray.core.records import Prompt, PromptRollouts
+from mstar_ray.core.sampling import SamplingParams
 from mstar_ray.sync.buckets import SyncPlan
 from mstar_ray.sync.receiver import ReceiveStats
 

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 import torch
 from transformers import GenerationConfig
 
-from mstar_ray.encoding import generation_inputs
+from mstar_ray.core.records import Prompt, PromptRollouts, Sample
+from mstar_ray.core.sampling import SamplingParams
+from mstar_ray.models.encoding import generation_inputs
 from mstar_ray.models.loading import load_policy, load_processor
-from mstar_ray.records import Prompt, PromptRollouts, Sample
-from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.sync.buckets import SyncPlan, contiguous_span, lay_out_like
 from mstar_ray.sync.receiver import ReceiveBuffers, ReceiveStats, received_weights, timed_receive
 from mstar_ray.sync.transport import BroadcastGroup

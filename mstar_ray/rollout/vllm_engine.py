@@ -11,11 +11,11 @@ import zlib
 from collections.abc import Sequence
 
 from mstar_ray.config import VLLMConfig
+from mstar_ray.core.records import Prompt, PromptRollouts, Sample
+from mstar_ray.core.sampling import SamplingParams
 from mstar_ray.data.images import load_image
-from mstar_ray.encoding import prompt_text
+from mstar_ray.models.encoding import prompt_text
 from mstar_ray.models.loading import load_processor
-from mstar_ray.records import Prompt, PromptRollouts, Sample
-from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.sync.buckets import SyncPlan
 from mstar_ray.sync.receiver import ReceiveStats
 

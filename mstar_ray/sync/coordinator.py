@@ -32,7 +32,7 @@ class SyncStats:
 class WeightSync:
     """Broadcasts trainer rank 0's weights to every rollout engine, bucket by bucket, with a weights version.
 
-    `trainers` and `rollout` are the driver's TrainerGroup and RolloutGroup (anything with `ranks`/`names` and
+    `trainers` and `rollout` are the driver's PolicyTrainerGroup and RolloutGroup (anything with `ranks`/`names` and
     `workers`/`names`). A sync that fails anywhere raises WeightSyncError naming each actor that failed.
     """
 

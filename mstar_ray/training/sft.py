@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import torch
 
 from mstar_ray.config import LoRAConfig
-from mstar_ray.encoding import IGNORE_INDEX, collate, encode_example
+from mstar_ray.core.records import TrainExample
+from mstar_ray.models.encoding import IGNORE_INDEX, collate, encode_example
 from mstar_ray.models.freeze import freeze_vision_tower
 from mstar_ray.models.loading import load_policy, load_processor
 from mstar_ray.models.lora import adapted_names, apply_lora, is_lora, policy_weights
-from mstar_ray.records import TrainExample
 from mstar_ray.sync.buckets import SyncPlan
 from mstar_ray.sync.sender import WeightSender
 
@@ -77,6 +77,31 @@ class TrainStats:
     steps_in_stage: int  # optimizer steps since the stage started (carries across calls in continuous mode)
     learning_rate: float  # after the last step
     epoch_losses: list[float]  # mean loss of each pass over the shard
+
+
+def rng_state() -> dict:
+    """This process's random state: Python's, torch's CPU generator and, on GPUs, every CUDA device's."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Put back what `rng_state` returned; CUDA's part needs as many visible devices as it was saved with."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state:
+        if not torch.cuda.is_available() or torch.cuda.device_count() < len(state["cuda"]):
+            raise RuntimeError(
+                f"the trainer state holds {len(state['cuda'])} CUDA RNG states; this rank sees fewer GPUs"
+            )
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def mean_loss(stats: Sequence[TrainStats]) -> float:
+    """Loss averaged over the ranks of one training call."""
+    return sum(s.mean_loss for s in stats) / len(stats)
 
 
 def lr_multiplier(step: int, warmup_steps: int, decay_steps: int) -> float:
@@ -298,7 +323,7 @@ class SFTTrainer:
         every rank writes its own optimizer partition, so `out_dir` must be storage every rank can reach."""
         if self.engine is None:
             raise RuntimeError("save_state needs a started stage (start_stage)")
-        rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        rng = rng_state()
         self.engine.save_checkpoint(out_dir, tag=STATE_TAG, client_state={"rng": rng}, save_latest=False)
 
     def load_state(self, in_dir: str) -> None:
@@ -308,8 +333,7 @@ class SFTTrainer:
         path, client = self.engine.load_checkpoint(in_dir, tag=STATE_TAG)
         if path is None:
             raise FileNotFoundError(f"no trainer state under {in_dir}")
-        torch.set_rng_state(client["rng"]["torch"])
-        random.setstate(client["rng"]["python"])
+        set_rng_state(client["rng"])
 
     def _zero3(self) -> bool:
         """Whether the parameters are partitioned across ranks (ZeRO-3) and must be gathered to be read whole."""

@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 import ray
 import torch
+from actor_probes import engine_weights
 from transformers import AutoModelForImageTextToText
 
-from mstar_ray.config_io import load_config
-from mstar_ray.data.splits import load_datasets
-from mstar_ray.data.synthetic import TaskSpec, corpus_texts, write_synthetic_dataset
-from mstar_ray.driver import MStarRun
-from mstar_ray.models.factory import FAMILIES, build_tiny_model
-from mstar_ray.resources import connect_ray
-from mstar_ray.run_dir import RunDir
+from mstar_ray.config.io import load_config
+from mstar_ray.groups.cluster import connect_ray
+from mstar_ray.loop.datasets import load_datasets
+from mstar_ray.loop.driver import MStarRun
+from mstar_ray.loop.run_dir import RunDir
+from mstar_ray.toy.factory import FAMILIES, build_tiny_model
+from mstar_ray.toy.synthetic import TaskSpec, corpus_texts, write_synthetic_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +93,7 @@ def test_one_iteration_on_each_family(ray_cluster, family_data, family, tmp_path
     connect_ray(cfg)
     loop = MStarRun(cfg, RunDir.create(cfg), load_datasets(cfg))
     try:
-        summary = loop.run()
+        summary = loop.fit()
 
         assert (loop.run_dir.path / "summary.json").is_file()
         records = loop.run_dir.read_metrics()
@@ -109,7 +110,7 @@ def test_one_iteration_on_each_family(ray_cluster, family_data, family, tmp_path
         # After the sync the rollout engine holds exactly the trainer's weights, which seed SFT moved.
         trainer = ray.get(loop.trainers.export_weights_ref())
         (worker,) = loop.rollout.workers
-        rollout = ray.get(worker.state_dict.remote())
+        rollout = engine_weights(worker)
         assert rollout.keys() == trainer.keys()
         assert [k for k in trainer if not torch.equal(rollout[k], trainer[k])] == []
         assert ray.get(worker.weights_version.remote()) == 2

@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 import ray
 import torch
+from actor_probes import engine_weights, trainer_checksum
 from benchmark_fixtures import write_all
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoModelForImageTextToText
 
-from mstar_ray.config_io import load_config
-from mstar_ray.data.splits import load_datasets
-from mstar_ray.driver import MStarRun
-from mstar_ray.resources import connect_ray
-from mstar_ray.run_dir import RunDir
+from mstar_ray.config.io import load_config
+from mstar_ray.groups.cluster import connect_ray
+from mstar_ray.loop.datasets import load_datasets
+from mstar_ray.loop.driver import MStarRun
+from mstar_ray.loop.run_dir import RunDir
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +64,7 @@ def test_two_iterations_train_sync_and_write_run_files(ray_cluster, tiny_data, t
     connect_ray(cfg)
     run_dir = RunDir.create(cfg)
     loop = MStarRun(cfg, run_dir, load_datasets(cfg, benchmarks=True))
-    summary = loop.run()
+    summary = loop.fit()
 
     # The paper's table: each benchmark at the base model, after seed SFT + warm-up, and after the iterations.
     stages = ["base", "pre_evolved", "final"]
@@ -79,7 +80,7 @@ def test_two_iterations_train_sync_and_write_run_files(ray_cluster, tiny_data, t
     # Sync: every rollout worker holds exactly trainer rank 0's weights, under the last version.
     trainer = ray.get(loop.trainers.export_weights_ref())
     for worker in loop.rollout.workers:
-        rollout = ray.get(worker.state_dict.remote())
+        rollout = engine_weights(worker)
         assert rollout.keys() == trainer.keys()
         assert all(torch.equal(rollout[k], trainer[k]) for k in trainer)
         # seed SFT, warm-up, 2 iterations
@@ -123,7 +124,7 @@ def test_two_iterations_train_sync_and_write_run_files(ray_cluster, tiny_data, t
     assert json.loads((run_dir.path / "data_report.json").read_text())["labeled"]["loaded"] == 24
     # Continuous mode: one optimizer and schedule across iterations; both ranks hold identical weights.
     assert lines[2]["optimizer_steps_in_stage"] == lines[1]["train_steps"] + lines[2]["train_steps"]
-    checksums = ray.get([rank.weights_checksum.remote() for rank in loop.trainers.ranks])
+    checksums = [trainer_checksum(rank) for rank in loop.trainers.ranks]
     assert checksums[0] == checksums[1]
     # The figures also went to TensorBoard and to Ray's Prometheus endpoint.
     events = EventAccumulator(str(run_dir.path / "tensorboard"))
@@ -171,7 +172,7 @@ def test_rest_em_with_two_rollout_workers(ray_cluster, tiny_data, tiny_model, tm
     )
     connect_ray(cfg)
     loop = MStarRun(cfg, RunDir.create(cfg), load_datasets(cfg))
-    loop.run()
+    loop.fit()
     lines = loop.run_dir.read_metrics()
     for record in lines[1:]:
         assert record["prompts"] == 12 and record["samples"] == 96  # 6 prompts from each worker, merged
@@ -180,7 +181,7 @@ def test_rest_em_with_two_rollout_workers(ray_cluster, tiny_data, tiny_model, tm
         assert record["optimizer_steps_in_stage"] == record["train_steps"] > 0
     trainer = ray.get(loop.trainers.export_weights_ref())
     for worker in loop.rollout.workers:
-        rollout = ray.get(worker.state_dict.remote())
+        rollout = engine_weights(worker)
         assert all(torch.equal(rollout[k], trainer[k]) for k in trainer)
         assert ray.get(worker.weights_version.remote()) == 3
     assert sorted(p.name for p in loop.run_dir.checkpoints.iterdir()) == ["final", "pre_evolved"]
@@ -205,11 +206,11 @@ def test_lora_policy_syncs_merged_weights(ray_cluster, tiny_data, tiny_model, tm
     )
     connect_ray(cfg)
     loop = MStarRun(cfg, RunDir.create(cfg), load_datasets(cfg))
-    loop.run()
+    loop.fit()
     # The engines hold the trainer's merged weights under the model's own names: no adapter tensors.
     trainer = ray.get(loop.trainers.export_weights_ref())
     worker = loop.rollout.workers[0]
-    rollout = ray.get(worker.state_dict.remote())
+    rollout = engine_weights(worker)
     assert rollout.keys() == trainer.keys() and not [k for k in trainer if "lora" in k]
     assert all(torch.equal(rollout[k], trainer[k]) for k in trainer)
     assert ray.get(worker.weights_version.remote()) == loop.weights_version >= 2  # after seed SFT (+ the iteration)

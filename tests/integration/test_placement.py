@@ -9,9 +9,10 @@ import ray
 from ray.cluster_utils import Cluster
 
 from mstar_ray.config import ConfigError
-from mstar_ray.config_io import load_config
-from mstar_ray.groups import RolloutGroup, TrainerGroup
-from mstar_ray.placement import Placement
+from mstar_ray.config.io import load_config
+from mstar_ray.groups.placement import Placement
+from mstar_ray.groups.rollout import RolloutGroup
+from mstar_ray.groups.trainers import PolicyTrainerGroup
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +43,7 @@ def test_strict_spread_puts_rollout_and_trainer_on_different_nodes(two_nodes, ti
     try:
         assert placement.bundles == [{"CPU": 1.0}, {"CPU": 1.0}]
         rollout = RolloutGroup(cfg, str(tiny_model), placement)
-        trainers = TrainerGroup(cfg, str(tiny_model), placement=placement)
+        trainers = PolicyTrainerGroup(cfg, str(tiny_model), placement=placement)
         assert node_of(rollout.workers[0]) != node_of(trainers.ranks[0])
     finally:
         placement.remove()
@@ -64,7 +65,7 @@ def test_colocated_bundles_keep_rollout_i_with_trainer_i(two_nodes, tiny_model, 
         assert placement.bundles == [{"CPU": 1.0}, {"CPU": 1.0}]
         assert placement.slots == {"rollout": [0, 1], "trainer": [0, 1]}
         rollout = RolloutGroup(cfg, str(tiny_model), placement)
-        trainers = TrainerGroup(cfg, str(tiny_model), placement=placement)
+        trainers = PolicyTrainerGroup(cfg, str(tiny_model), placement=placement)
         nodes = [(node_of(rollout.workers[i]), node_of(trainers.ranks[i])) for i in range(2)]
         assert nodes[0][0] == nodes[0][1] and nodes[1][0] == nodes[1][1] and nodes[0][0] != nodes[1][0]
     finally:

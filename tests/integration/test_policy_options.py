@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from mstar_ray.config import LoRAConfig
-from mstar_ray.config_io import load_config
+from mstar_ray.config.io import load_config
+from mstar_ray.core.records import TrainExample
 from mstar_ray.data.llava import load_prompts
-from mstar_ray.encoding import collate, encode_example
+from mstar_ray.models.encoding import collate, encode_example
 from mstar_ray.models.freeze import VISION_MODULES
 from mstar_ray.models.loading import load_policy, load_processor
 from mstar_ray.models.lora import VISION_EXCLUDE, apply_lora, check_lora_targets, policy_weights
 from mstar_ray.prm.model import ProcessRewardModel
-from mstar_ray.records import TrainExample
 from mstar_ray.training.sft import DistributedSpec, OptimSpec, PolicyOptions, SFTTrainer
 
 

@@ -9,17 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoModel
 
-from mstar_ray.config_io import load_config
-from mstar_ray.data.splits import load_datasets
-from mstar_ray.data.synthetic import TaskSpec, write_synthetic_dataset
-from mstar_ray.driver import MStarRun
+from mstar_ray.config.io import load_config
+from mstar_ray.core.records import PromptRollouts, Sample
+from mstar_ray.core.steps import split_steps
+from mstar_ray.groups.cluster import connect_ray
+from mstar_ray.loop.datasets import load_datasets
+from mstar_ray.loop.driver import MStarRun
+from mstar_ray.loop.run_dir import RunDir
 from mstar_ray.models.freeze import is_vision_encoder_weight
-from mstar_ray.prm.steps import split_steps
-from mstar_ray.records import PromptRollouts, Sample
-from mstar_ray.resources import connect_ray
-from mstar_ray.run_dir import RunDir
+from mstar_ray.toy.synthetic import TaskSpec, write_synthetic_dataset
 
 pytestmark = pytest.mark.slow
 N = 2  # completions per step prefix
@@ -76,7 +77,7 @@ def test_full_recipe_with_prm_temperature_and_mixin(ray_cluster, prm_data, tiny_
     connect_ray(cfg)
     run_dir = RunDir.create(cfg)
     loop = MStarRun(cfg, run_dir, load_datasets(cfg))
-    summary = loop.run()
+    summary = loop.fit()
     records = run_dir.read_metrics()
 
     # Monte-Carlo labels: one per step, completions' shares (multiples of 1/N), the last step = the response itself.
@@ -118,12 +119,18 @@ def test_full_recipe_with_prm_temperature_and_mixin(ray_cluster, prm_data, tiny_
     iterations = [r for r in records if "prompts" in r]
     assert [r["temperature"] for r in iterations] == [searches[0]["chosen"]] * 2
     assert summary["final_temperature"] == searches[0]["chosen"]
+    assert "adapt_temperature" in iterations[0]["seconds"] and "adapt_temperature" not in iterations[1]["seconds"]
+    events = EventAccumulator(str(run_dir.path / "tensorboard"))  # the search reached the metric sinks too
+    events.Reload()
+    assert [e.value for e in events.Scalars("temperature_search/chosen")] == [searches[0]["chosen"]]
 
     # PRM selection scored the correct samples; unlabeled prompts joined after half the iterations.
     for r in iterations:
         assert set(r["seconds"]) >= {"rollout", "verify", "score", "select", "train", "sync", "evaluate"}
-        assert r["selected"] <= r["prompts"] + r.get("pseudo_labeled_prompts", 0)  # top-1 per prompt
+        assert r["selected"] <= r["prompts"]  # top-1 per labeled prompt; pseudo-labelled ones are counted apart
+        assert r["train_examples"] == r["selected"] + r.get("pseudo_labeled_selected", 0)
     assert "pseudo_labeled_prompts" not in iterations[0] and iterations[1]["pseudo_labeled_prompts"] > 0
+    assert iterations[1]["pseudo_labeled_selected"] <= iterations[1]["pseudo_labeled_prompts"]
     assert 0.0 <= iterations[1]["pseudo_label_accuracy"] <= 1.0
 
     # Dynamics on validation, from the pre-evolved model on, with Reward-Pass@2 beside its random baseline.

@@ -15,8 +15,8 @@ import ray
 import torch
 from safetensors.torch import load_file
 
-from mstar_ray.config_io import config_to_yaml, load_config
-from mstar_ray.driver import run_mstar
+from mstar_ray.config.io import config_to_yaml, load_config
+from mstar_ray.loop.launch import run_mstar
 
 pytestmark = pytest.mark.slow
 
@@ -79,9 +79,12 @@ def test_run_killed_after_iteration_2_resumes_with_the_same_prompts_and_weights(
     driver.wait()
     assert not (stopped / "summary.json").exists()
 
-    resumed = run_mstar(load_config(stopped / "config.yaml"), resume=stopped)
+    overrides = ["monitor.tensorboard=false"]  # a resume may change settings; the run directory records them
+    resumed = run_mstar(load_config(stopped / "config.yaml", overrides), resume=stopped, overrides=overrides)
 
     assert resumed["resumed_after"] in (2, 3)  # the kill lands after iteration 2's checkpoint, maybe after 3's
+    assert _journal(stopped, "resumes.jsonl") == [{"after_iteration": resumed["resumed_after"], "overrides": overrides}]
+    assert load_config(stopped / "config.yaml").monitor.tensorboard is False
     assert resumed["weights_version"] == whole["weights_version"] == 1 + iterations  # seed SFT, one per iteration
     whole_dir = tmp_path / "whole"
     assert _journal(stopped, "prompts.jsonl") == _journal(whole_dir, "prompts.jsonl")

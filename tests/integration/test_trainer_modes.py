@@ -7,9 +7,9 @@ import socket
 import pytest
 import torch
 
+from mstar_ray.core.records import TrainExample
 from mstar_ray.data.llava import load_prompts
-from mstar_ray.encoding import IGNORE_INDEX, encode_example
-from mstar_ray.records import TrainExample
+from mstar_ray.models.encoding import IGNORE_INDEX, encode_example
 from mstar_ray.training.sft import DistributedSpec, OptimSpec, SFTTrainer, shard_examples
 
 pytestmark = pytest.mark.slow

@@ -8,16 +8,17 @@ from pathlib import Path
 import pytest
 import ray
 
-from mstar_ray import stages
-from mstar_ray.config_io import load_config
-from mstar_ray.data.splits import load_datasets
-from mstar_ray.driver import MStarRun
-from mstar_ray.groups import RolloutGroup, TrainerGroup
-from mstar_ray.records import TrainExample
-from mstar_ray.resources import connect_ray
+from mstar_ray.config.io import load_config
+from mstar_ray.core.records import TrainExample
+from mstar_ray.core.sampling import SamplingParams
+from mstar_ray.groups.cluster import connect_ray
+from mstar_ray.groups.rollout import RolloutGroup
+from mstar_ray.groups.trainers import PolicyTrainerGroup
+from mstar_ray.loop import stages
+from mstar_ray.loop.datasets import load_datasets
+from mstar_ray.loop.driver import MStarRun
+from mstar_ray.loop.run_dir import RunDir
 from mstar_ray.rollout.hf_engine import TransformersRolloutEngine
-from mstar_ray.rollout.sampling import SamplingParams
-from mstar_ray.run_dir import RunDir
 from mstar_ray.sync.coordinator import WeightSync
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
@@ -73,7 +74,7 @@ def test_after_training_and_sync_vllm_matches_transformers_with_the_trainer_weig
     ray_cluster, tiny_data, tiny_model
 ) -> None:
     cfg = _config(tiny_data, tiny_model, "train.freeze_vision=true", "sync.bucket_mb=0.5", "train.lr=1e-3")
-    rollout, trainers = RolloutGroup(cfg, str(tiny_model)), TrainerGroup(cfg, str(tiny_model))
+    rollout, trainers = RolloutGroup(cfg, str(tiny_model)), PolicyTrainerGroup(cfg, str(tiny_model))
     sync = WeightSync(cfg.sync, trainers, rollout)
     data = load_datasets(cfg)
     prompts = data.validation[:4]
@@ -119,7 +120,7 @@ def test_two_mstar_iterations_with_the_vllm_backend(ray_cluster, tiny_data, tiny
     )
     connect_ray(cfg)
     loop = MStarRun(cfg, RunDir.create(cfg), load_datasets(cfg))
-    summary = loop.run()
+    summary = loop.fit()
     lines = loop.run_dir.read_metrics()
     assert [r["iteration"] for r in lines] == [0, 1, 2]
     for record in lines[1:]:

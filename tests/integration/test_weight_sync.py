@@ -7,16 +7,18 @@ from pathlib import Path
 import pytest
 import ray
 import torch
+from actor_probes import engine_weights
 from transformers import AutoModelForImageTextToText
 
-from mstar_ray import stages
-from mstar_ray.config_io import load_config
-from mstar_ray.data.splits import load_datasets
-from mstar_ray.groups import RolloutGroup, TrainerGroup
+from mstar_ray.config.io import load_config
+from mstar_ray.core.records import TrainExample
+from mstar_ray.core.sampling import SamplingParams
+from mstar_ray.groups.rollout import RolloutGroup
+from mstar_ray.groups.trainers import PolicyTrainerGroup
+from mstar_ray.loop import stages
+from mstar_ray.loop.datasets import load_datasets
 from mstar_ray.models.freeze import is_vision_encoder_weight
-from mstar_ray.records import TrainExample
 from mstar_ray.rollout.engine import PartialWeightsError
-from mstar_ray.rollout.sampling import SamplingParams
 from mstar_ray.sync.coordinator import WeightSync
 from mstar_ray.sync.transport import WeightSyncError
 
@@ -56,14 +58,16 @@ def test_zero3_sync_in_buckets_sends_a_frozen_vision_tower_once(ray_cluster, tin
         "train.freeze_vision=true",
         "sync.bucket_mb=0.25",  # the 4 MB model travels in many buckets
     )
-    rollout, trainers = RolloutGroup(cfg, str(tiny_model)), TrainerGroup(cfg, str(tiny_model))
+    rollout, trainers = RolloutGroup(cfg, str(tiny_model)), PolicyTrainerGroup(cfg, str(tiny_model))
+    with pytest.raises(RuntimeError, match="trainer-0: train needs a training stage: call start_stage"):
+        trainers.train(_gold_examples(cfg), epochs=1, seed=0)
     trainers.start_stage(stages.optim_spec(cfg, cfg.train.lr))
     sync = WeightSync(cfg.sync, trainers, rollout)
 
     first = sync.sync(1)
     params = dict(AutoModelForImageTextToText.from_pretrained(tiny_model).named_parameters())
     assert first.full and first.buckets > 4 and first.tensors == len(params)
-    before = ray.get(rollout.workers[1].state_dict.remote())
+    before = engine_weights(rollout.workers[1])
 
     trainers.train(_gold_examples(cfg), epochs=1, seed=0)
     second = sync.sync(2)
@@ -73,7 +77,7 @@ def test_zero3_sync_in_buckets_sends_a_frozen_vision_tower_once(ray_cluster, tin
 
     trainer = ray.get(trainers.export_weights_ref())  # gathered from both ZeRO-3 partitions
     for worker in rollout.workers:
-        held = ray.get(worker.state_dict.remote())
+        held = engine_weights(worker)
         assert held.keys() == trainer.keys()
         assert [k for k in trainer if not torch.equal(held[k], trainer[k])] == []
     assert rollout.weights_versions() == [2, 2]
@@ -88,7 +92,7 @@ def test_a_dead_engine_fails_the_sync_naming_it_and_no_engine_is_silently_mixed(
     ray_cluster, tiny_data, tiny_model
 ) -> None:
     cfg = _config(tiny_data, tiny_model, "resources.rollout_workers=2", "sync.timeout_s=10", "sync.bucket_mb=0.25")
-    rollout, trainers = RolloutGroup(cfg, str(tiny_model)), TrainerGroup(cfg, str(tiny_model))
+    rollout, trainers = RolloutGroup(cfg, str(tiny_model)), PolicyTrainerGroup(cfg, str(tiny_model))
     sync = WeightSync(cfg.sync, trainers, rollout)
     assert sync.sync(1).version == 1
 

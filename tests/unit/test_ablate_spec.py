@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mstar_ray.ablate import load_spec, markdown, run_key
 from mstar_ray.config import ConfigError
+from mstar_ray.loop.ablate import load_spec, markdown, run_key
 
 ROOT = Path(__file__).resolve().parents[2]
 

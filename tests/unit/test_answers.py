@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from mstar_ray.answers import (
+from mstar_ray.core.answers import (
     MATCHERS,
     AnswerKind,
     answers_match,

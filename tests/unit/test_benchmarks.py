@@ -19,24 +19,18 @@ from benchmark_fixtures import (
     write_mmstar_tsv,
 )
 
-from mstar_ray.benchmarks import (
-    BENCHMARKS,
-    BenchItem,
-    TableRow,
-    benchmark_table,
-    evaluate_benchmarks,
-    load_benchmarks,
-    score_items,
-    summarize,
-)
-from mstar_ray.benchmarks.extract import numbers_in, response_letter
-from mstar_ray.benchmarks.mmstar import split_inline_options
 from mstar_ray.cli import _benchmark_overrides, build_parser, main
 from mstar_ray.config import ConfigError, OnBadRow
-from mstar_ray.config_io import load_config
+from mstar_ray.config.io import load_config
+from mstar_ray.core.records import Prompt, PromptRollouts, Sample
+from mstar_ray.core.sampling import SamplingParams
 from mstar_ray.data.formats import BadRowError
-from mstar_ray.records import Prompt, PromptRollouts, Sample
-from mstar_ray.rollout.sampling import SamplingParams
+from mstar_ray.eval.benchmarks.extract import numbers_in, response_letter
+from mstar_ray.eval.benchmarks.items import BenchItem
+from mstar_ray.eval.benchmarks.mmstar import split_inline_options
+from mstar_ray.eval.benchmarks.registry import BENCHMARKS
+from mstar_ray.eval.benchmarks.results import TableRow, benchmark_table, score_items, summarize
+from mstar_ray.eval.benchmarks.runner import evaluate_benchmarks, load_benchmarks
 
 WRITERS = {
     "mathvista": write_mathvista_parquet,

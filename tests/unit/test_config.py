@@ -12,8 +12,8 @@ from mstar_ray.config import (
     SelectionRule,
     TrainingMode,
 )
-from mstar_ray.config_io import config_to_yaml, load_config
-from mstar_ray.resources import check_fits, check_prm_training_fits, required_resources
+from mstar_ray.config.io import config_to_yaml, load_config
+from mstar_ray.config.resources import check_fits, check_prm_training_fits, required_resources
 
 BASE = ["model.path=/m", "data.labeled=l.json", "data.validation=v.json", "data.test=t.json"]
 
@@ -174,3 +174,67 @@ def test_vllm_backend_without_vllm_installed_fails_naming_the_key(monkeypatch: p
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else find_spec(name, *a))
     with pytest.raises(ConfigError, match=r"rollout\.backend=vllm but vllm is not installed"):
         load_config(None, BASE + ["rollout.backend=vllm", "rollout.vllm.kv_cache_gib=1"])
+
+
+def test_the_configuration_reference_is_generated_from_the_schema() -> None:
+    from mstar_ray.config.reference import reference
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    assert page == reference(), "docs/configuration.md is stale: run `python -m mstar_ray.config.reference`"
+    assert "| `checkpoint.best_metric` |" in page and "| `rollout.vllm.kv_cache_gib` |" in page
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["checkpoint.best_metric=val_greedy_acc"], "checkpoint.best_metric: unknown figure 'val_greedy_acc'"),
+        (["checkpoint.best_metric=val_reward_pass_at_2"], "val_reward_pass_at_2 needs a process reward model"),
+        (["loop.eval_every=0"], r"iterations \[1, 2, 3, 4\] are checkpointed .* \(loop.eval_every=0\)"),
+        (["loop.eval_every=2", "checkpoint.every=3"], r"iterations \[3\] are checkpointed \(checkpoint.every=3\)"),
+    ],
+)
+def test_a_best_checkpoint_that_could_never_be_chosen_is_refused(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, BASE + overrides)
+
+
+def test_best_checkpoint_settings_that_line_up_are_accepted() -> None:
+    load_config(None, BASE + ["loop.eval_every=2", "checkpoint.every=2", "loop.iterations=5"])
+    load_config(None, BASE + ["loop.eval_every=2", "checkpoint.every=3", "loop.iterations=3"])  # the last is validated
+    load_config(None, BASE + ["loop.eval_every=0", "checkpoint.best_metric=null"])
+    load_config(None, BASE + ["loop.eval_every=0", "checkpoint.every=0"])
+
+
+def test_every_best_metric_is_a_validation_figure_of_the_record() -> None:
+    from mstar_ray.config import BEST_METRICS
+    from mstar_ray.eval.validation import EvalResult
+
+    keys = EvalResult(10, 0.5, 0.8, 8, 0.4, 1.0, 0.6, 0.7).to_dict("val_")
+    assert set(BEST_METRICS) <= set(keys)
+
+
+def test_overrides_are_taken_wherever_they_stand_on_the_command_line() -> None:
+    from mstar_ray.cli import parse_args
+
+    args = parse_args(["eval", "--config", "c.yaml", "model.path=X", "--out", "Y", "rollout.backend=transformers"])
+    assert args.out == "Y" and args.overrides == ["model.path=X", "rollout.backend=transformers"]
+    args = parse_args(["run", "--config", "c.yaml", "a.b=1", "--resume", "r", "a.b=2"])
+    assert args.resume == "r" and args.overrides == ["a.b=1", "a.b=2"]  # in order: the later one wins
+    with pytest.raises(SystemExit):
+        parse_args(["eval", "--config", "c.yaml", "--bogus"])
+    with pytest.raises(SystemExit):
+        parse_args(["report", "run_dir", "a.b=1"])  # a command without overrides
+
+
+def test_the_config_package_exports_every_public_name_of_its_schema() -> None:
+    import mstar_ray.config as config
+    from mstar_ray.config import base, schema
+
+    for module in (base, schema):
+        public = {
+            n
+            for n, v in vars(module).items()
+            if not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+        }
+        public |= {n for n in vars(module) if n.isupper()}
+        assert public <= set(config.__all__), f"add {public - set(config.__all__)} to mstar_ray/config/__init__.py"

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from mstar_ray.config import DataColumnsConfig, OnBadRow
-from mstar_ray.config_io import load_config
+from mstar_ray.config.io import load_config
+from mstar_ray.core.records import Prompt
 from mstar_ray.data.formats import BadRowError, load_prompts
-from mstar_ray.data.splits import load_datasets
-from mstar_ray.records import Prompt
+from mstar_ray.loop.datasets import load_datasets
 
 COLOURS = {"red": (255, 0, 0), "green": (0, 200, 0), "blue": (0, 0, 255), "grey": (90, 90, 90)}
 # id, question, answer, image names, gold chain of thought ("" when the row has only the answer)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mstar_ray.config_io import load_config
-from mstar_ray.data.splits import PromptCursor
-from mstar_ray.records import Prompt
-from mstar_ray.run_dir import RunDir
+from mstar_ray.config.io import load_config
+from mstar_ray.core.records import Prompt
+from mstar_ray.loop.datasets import PromptCursor
+from mstar_ray.loop.run_dir import RunDir
 from mstar_ray.training.sft import lr_multiplier
 
 PROMPTS = [Prompt(f"p{i}", "q", ("/x.png",), "1") for i in range(10)]
@@ -61,8 +61,8 @@ def test_lr_schedule_warms_up_decays_and_stays_flat() -> None:
 
 def test_preflight_refuses_more_images_than_vllm_takes_before_ray() -> None:
     from mstar_ray.config import ConfigError
-    from mstar_ray.config_checks import preflight
-    from mstar_ray.data.splits import Datasets
+    from mstar_ray.loop.datasets import Datasets
+    from mstar_ray.loop.preflight import preflight
 
     two = Prompt("m", "Which is larger?", ("/a.png", "/b.png"), "A")
     data = Datasets(labeled=[*PROMPTS, two], validation=PROMPTS, test=[], seed_cot=[], unlabeled=[], reports={})

@@ -11,16 +11,16 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from mstar_ray.core.records import Prompt, TrainExample
+from mstar_ray.core.sampling import SamplingParams
+from mstar_ray.core.steps import split_steps
 from mstar_ray.data.llava import load_prompts
-from mstar_ray.data.synthetic import corpus_texts
-from mstar_ray.encoding import IGNORE_INDEX, collate, encode_example
-from mstar_ray.models.factory import FAMILIES, FAMILY_TABLE, build_tiny_model
+from mstar_ray.models.encoding import IGNORE_INDEX, collate, encode_example
 from mstar_ray.models.freeze import VISION_MODULES, freeze_vision_tower
 from mstar_ray.prm.model import ProcessRewardModel, collate_steps, encode_steps
-from mstar_ray.prm.steps import split_steps
-from mstar_ray.records import Prompt, TrainExample
 from mstar_ray.rollout.hf_engine import TransformersRolloutEngine
-from mstar_ray.rollout.sampling import SamplingParams
+from mstar_ray.toy.factory import FAMILIES, FAMILY_TABLE, build_tiny_model
+from mstar_ray.toy.synthetic import corpus_texts
 
 
 @pytest.fixture(scope="module", params=FAMILIES)

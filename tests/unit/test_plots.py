@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mstar_ray.plots import plot_dynamics
+from mstar_ray.telemetry.plots import plot_dynamics
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -8,14 +8,14 @@ from collections.abc import Sequence
 import pytest
 
 from mstar_ray.config import LabelKind, ScoreAggregation, SelectionRule, TemperatureCriterion
-from mstar_ray.metrics import mark_correct, random_pass_at_k, reward_pass_at_k
+from mstar_ray.core.records import Prompt, PromptRollouts, Sample
+from mstar_ray.core.sampling import SamplingParams
+from mstar_ray.core.steps import aggregate, split_steps, step_prefixes
+from mstar_ray.eval.metrics import mark_correct, random_pass_at_k, reward_pass_at_k
+from mstar_ray.eval.temperature import search_temperature
+from mstar_ray.loop.selection import SELECTION_RULES, SelectionSpec, select_training_examples
 from mstar_ray.prm.labeling import step_value
-from mstar_ray.prm.steps import aggregate, split_steps, step_prefixes
-from mstar_ray.pseudo_labels import apply_pseudo_labels, weighted_vote
-from mstar_ray.records import Prompt, PromptRollouts, Sample
-from mstar_ray.rollout.sampling import SamplingParams
-from mstar_ray.selection import SELECTION_RULES, SelectionSpec, select_training_examples
-from mstar_ray.temperature import search_temperature
+from mstar_ray.prm.pseudo_labels import apply_pseudo_labels, weighted_vote
 
 PROMPT = Prompt("p0", "How many cells in the grid are colored?", ("/x.png",), "6")
 MIN = ScoreAggregation.MIN

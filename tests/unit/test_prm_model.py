@@ -10,12 +10,12 @@ import torch
 from transformers import AutoProcessor
 
 from mstar_ray.config import LabelKind
+from mstar_ray.core.steps import split_steps
 from mstar_ray.data.llava import load_prompts
 from mstar_ray.models.freeze import is_vision_encoder_weight
 from mstar_ray.prm.labeling import read_step_labels, write_step_labels
 from mstar_ray.prm.model import ProcessRewardModel, StepLabeledExample, collate_steps, encode_steps
 from mstar_ray.prm.scorer import PRMScorer
-from mstar_ray.prm.steps import split_steps
 
 
 @pytest.fixture(scope="module")

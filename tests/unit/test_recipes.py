@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from mstar_ray.config import ConfigError, SelectionRule, TemperatureCriterion, TrainingMode
-from mstar_ray.config_io import load_config, read_tree
-from mstar_ray.resources import check_fits, required_resources
+from mstar_ray.config.io import load_config, read_tree
+from mstar_ray.config.resources import check_fits, required_resources
 
 RECIPES = Path(__file__).parents[2] / "configs" / "recipes"
 RUNS = sorted(p for p in RECIPES.glob("*.yaml") if p.stem not in ("paper", "layout_1node", "layout_2nodes"))
@@ -25,7 +25,7 @@ def test_every_model_has_a_one_and_a_two_node_recipe() -> None:
 def test_recipe_has_the_paper_settings_and_fits_its_nodes(recipe: Path) -> None:
     cfg = load_config(recipe)
     nodes = 2 if recipe.stem.endswith("2nodes") else 1
-    # The paper's recipe (RECIPE.md).
+    # The paper's recipe (docs/recipe.md).
     assert cfg.loop.mode == TrainingMode.CONTINUOUS and cfg.loop.interval == 0.25 and cfg.loop.iterations == 14
     assert cfg.loop.selection == SelectionRule.PRM_TOP_K and cfg.loop.top_k == 2
     assert cfg.rollout.samples_per_prompt == 16 and cfg.rollout.temperature == 1.0 and cfg.train.lr == 1e-6

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from mstar_ray.cli import main
-from mstar_ray.config_io import config_from_dict, config_to_yaml
-from mstar_ray.plots import plot_dynamics
-from mstar_ray.report import results_table, write_report
+from mstar_ray.config.io import config_from_dict, config_to_yaml
+from mstar_ray.telemetry.plots import plot_dynamics
+from mstar_ray.telemetry.report import results_table, write_report
 
 CONFIG = config_from_dict(
     {

@@ -7,9 +7,9 @@ import random
 import pytest
 
 from mstar_ray.config import SelectionRule
-from mstar_ray.metrics import first_sample_accuracy, mark_correct, pass_at_k, sample_accuracy
-from mstar_ray.records import Prompt, PromptRollouts, Sample
-from mstar_ray.selection import SELECTION_RULES, SelectionSpec, select_training_examples
+from mstar_ray.core.records import Prompt, PromptRollouts, Sample
+from mstar_ray.eval.metrics import first_sample_accuracy, mark_correct, pass_at_k, sample_accuracy
+from mstar_ray.loop.selection import SELECTION_RULES, SelectionSpec, select_training_examples
 
 PROMPT = Prompt("p0", "How many red cells?", ("/x.png",), "3")
 

@@ -1,0 +1,51 @@
+"""`mstar run`: load and check the data, join Ray, reserve the placement group, and run (or resume) the loop."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from mstar_ray.config import ConfigError, MStarConfig
+from mstar_ray.groups.cluster import connect_ray
+from mstar_ray.groups.placement import Placement
+from mstar_ray.loop.datasets import load_datasets
+from mstar_ray.loop.driver import MStarRun
+from mstar_ray.loop.preflight import preflight
+from mstar_ray.loop.run_dir import RunDir
+from mstar_ray.loop.state import DriverState
+
+log = logging.getLogger("mstar")
+
+
+def run_mstar(cfg: MStarConfig, resume: str | Path | None = None, overrides: Sequence[str] = ()) -> dict:
+    """Load data, create (or reopen, to resume) the run directory, reserve the placement group, start the actors
+    and run; the entry point of `mstar run`. A resumed run records the overrides it was given."""
+    p = cfg.prm
+    if p.enabled and p.path is None and p.labels is None and p.label.policy is not None:
+        raise ConfigError(
+            "prm.label.policy is for `mstar prm label`; `mstar run` labels with its own pre-evolved model. "
+            "Unset it, or run `mstar prm label` first and set prm.labels"
+        )
+    checkpoint = None
+    if resume is not None:
+        run = RunDir.open(resume)
+        checkpoint = run.resumable_checkpoint()
+    data = load_datasets(cfg, benchmarks=True)
+    preflight(cfg, data)
+    connect_ray(cfg)  # before the run directory, so a layout that does not fit never touches an earlier run
+    placement = Placement(cfg)
+    try:
+        if resume is None:
+            run = RunDir.create(cfg)
+        else:
+            run.record_resume(cfg, DriverState.read(checkpoint).iteration, overrides)
+        loaded = {s: r["loaded"] for s, r in data.reports.items() if r}
+        log.info("run directory %s; prompts loaded: %s", run.path, loaded)
+        loop = MStarRun(cfg, run, data, placement, checkpoint)
+        try:
+            return loop.fit()
+        finally:
+            loop.shutdown()
+    finally:
+        placement.remove()

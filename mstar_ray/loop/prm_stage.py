@@ -1,0 +1,92 @@
+"""The PRM's two preparation steps as the CLI and the driver run them: label steps, then train the PRM."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mstar_ray.config import MStarConfig
+from mstar_ray.core.records import Prompt
+from mstar_ray.core.sampling import SamplingParams
+from mstar_ray.eval.validation import Generator
+from mstar_ray.groups.placement import Placement
+from mstar_ray.groups.trainers import PRMTrainerGroup
+from mstar_ray.prm.labeling import LabelingSpec, label_steps, write_step_labels
+from mstar_ray.prm.model import StepLabeledExample
+from mstar_ray.training.sft import OptimSpec
+
+log = logging.getLogger("mstar")
+
+
+def label_prompts(cfg: MStarConfig, generator: Generator, labeled: Sequence[Prompt], out: str | Path) -> dict:
+    """Monte-Carlo step labels for `prm.label.prompts` labeled prompts drawn at random (from run.seed: data files
+    are often sorted, so the first ones would not be typical), written to `out` (JSONL)."""
+    spec = cfg.prm.label
+    start = time.perf_counter()
+    sampling = SamplingParams(
+        temperature=spec.temperature,
+        top_p=cfg.rollout.top_p,
+        top_k=cfg.rollout.top_k,
+        max_new_tokens=cfg.rollout.max_new_tokens,
+        seed=cfg.run.seed * 7919 + 17,
+    )
+    labeling = LabelingSpec(spec.responses_per_prompt, spec.completions_per_step, spec.kind, sampling)
+    chosen = random.Random(cfg.run.seed).sample(list(labeled), min(spec.prompts, len(labeled)))  # files may be sorted
+    examples = label_steps(generator, chosen, labeling)
+    write_step_labels(out, examples, spec.kind)
+    steps = [v for ex in examples for v in ex.labels]
+    report = {
+        "path": str(out),
+        "prompts": len(chosen),
+        "responses": len(examples),
+        "steps": len(steps),
+        "mean_step_label": sum(steps) / len(steps) if steps else None,  # None: no response had a step
+        "responses_correct": sum(ex.labels[-1] == 1.0 for ex in examples),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    log.info("PRM labels: %s", report)
+    return report
+
+
+def train_prm(
+    cfg: MStarConfig,
+    examples: Sequence[StepLabeledExample],
+    backbone: str,
+    out_dir: str | Path,
+    labels: str,
+    placement: Placement | None = None,
+) -> dict:
+    """Train a PRM from `backbone` (a policy checkpoint or PRM directory) on step labels and save it to `out_dir`;
+    with a placement group, the ranks take the PRM actors' bundles."""
+    t = cfg.prm.train
+    start = time.perf_counter()
+    meta = {
+        "aggregation": cfg.prm.aggregation.value,
+        "label_kind": cfg.prm.label.kind.value,
+        "labels": labels,
+        "backbone": str(backbone),
+        "responses": len(examples),
+        "freeze_vision": t.freeze_vision,
+    }
+    group = PRMTrainerGroup(cfg, str(backbone), meta, placement)
+    try:
+        group.start_stage(OptimSpec(t.lr, t.micro_batch_size, zero_stage=cfg.train.zero_stage, grad_clip=1.0))
+        stats = group.train(examples, t.epochs, cfg.run.seed)
+        group.save_pretrained(str(out_dir))
+    finally:
+        group.shutdown()  # frees the ranks' CPUs / GPUs for the PRM scorers
+    epoch_losses = [sum(s.epoch_losses[e] for s in stats) / len(stats) for e in range(t.epochs)]
+    report = {
+        "path": str(out_dir),
+        "responses": len(examples),
+        "steps": sum(len(ex.labels) for ex in examples),
+        "step_updates": sum(s.response_tokens for s in stats),  # over epochs, with the shards' padding repeats
+        "optimizer_steps": stats[0].optimizer_steps,
+        "epoch_losses": epoch_losses,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    log.info("PRM trained: %s", report)
+    return report

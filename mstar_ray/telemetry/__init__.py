@@ -1,0 +1,1 @@
+"""Where a run's figures go: metrics sinks and progress, the dynamics plot, and the run report."""

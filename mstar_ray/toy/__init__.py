@@ -1,0 +1,1 @@
+"""Tiny random-weight models and the synthetic colour-grid task: what tests and the quickstart run on."""
