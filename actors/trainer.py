@@ -78,8 +78,8 @@ class PolicyTrainerRank(_TrainerRank):
 class PRMTrainerRank(_TrainerRank):
     """A PRM rank: backbone from a policy checkpoint or a PRM directory, trained on step-labelled responses."""
 
-    def setup(self, backbone_path: str, dist: DistributedSpec, options: PolicyOptions, meta: dict) -> None:
-        self.trainer = PRMTrainer(backbone_path, dist, options, meta)
+    def setup(self, backbone_path: str, dist: DistributedSpec, options: PolicyOptions, meta: dict, seed: int) -> None:
+        self.trainer = PRMTrainer(backbone_path, dist, options, meta, seed)
 
     def train(self, examples: Sequence[StepLabeledExample], epochs: int, seed: int) -> TrainStats:
         return self.trainer.train(examples, epochs, seed)

@@ -13,6 +13,7 @@ import ray
 from actors.trainer import PolicyTrainerRank, PRMTrainerRank
 from mstar_ray.config import MStarConfig
 from mstar_ray.core.records import TrainExample
+from mstar_ray.core.seeds import derive_seed
 from mstar_ray.groups.base import get_all, start_named
 from mstar_ray.groups.placement import Placement, actor_options
 from mstar_ray.prm.model import StepLabeledExample
@@ -105,11 +106,9 @@ class PRMTrainerGroup(_TrainerGroup):
     def __init__(self, cfg: MStarConfig, backbone_path: str, meta: dict, placement: Placement | None = None) -> None:
         super().__init__(cfg, PRMTrainerRank, "prm-trainer", cfg.prm.train.trainer_ranks, "prm", placement)
         options = PolicyOptions(cfg.model.dtype, cfg.prm.train.freeze_vision, cfg.model.trust_remote_code)
-        setups = [
-            rank.setup.remote(backbone_path, spec, options, meta)
-            for rank, spec in zip(self.ranks, self.specs, strict=True)
-        ]
-        get_all(setups)
+        seed = derive_seed(cfg.run.seed, "prm", "value_head")  # every rank draws the same fresh head
+        ranks = zip(self.ranks, self.specs, strict=True)
+        get_all([rank.setup.remote(backbone_path, spec, options, meta, seed) for rank, spec in ranks])
 
     def train(self, examples: Sequence[StepLabeledExample], epochs: int, seed: int) -> list[TrainStats]:
         return super().train(examples, epochs, seed)

@@ -42,14 +42,19 @@ class Checkpoints:
         trainers.save_pretrained(str(self.run_dir.checkpoint_staging(name)))
         return self.run_dir.publish_checkpoint(name)
 
+    def consider_best(self, iteration: int, record: dict) -> BestCheckpoint | None:
+        """Make iteration `iteration`'s checkpoint the best if its record beats the best so far (call it before the
+        checkpoint's driver state is built, so the state remembers the best)."""
+        if self.cfg.best_metric is not None:
+            self.best = better_checkpoint(self.best, f"iter_{iteration:04d}", self.cfg.best_metric, record)
+        return self.best
+
     def save_iteration(
-        self, iteration: int, trainers: SavesWeights, state: DriverState, record: dict, with_trainer_state: bool
+        self, iteration: int, trainers: SavesWeights, state: DriverState, with_trainer_state: bool
     ) -> Path:
         """An iteration's checkpoint, resumable: weights, trainer state (when a stage is live), journals, driver
-        state; then the best is chosen by `record` and older iteration checkpoints are pruned."""
+        state; then older iteration checkpoints are pruned, sparing the best (`consider_best`)."""
         name = f"iter_{iteration:04d}"
-        if self.cfg.best_metric is not None:
-            self.best = better_checkpoint(self.best, name, self.cfg.best_metric, record)
         staging = self.run_dir.checkpoint_staging(name)
         trainers.save_pretrained(str(staging))
         if with_trainer_state:

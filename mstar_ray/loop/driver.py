@@ -137,7 +137,7 @@ class MStarRun:
         with timer("train"):
             train = self.train_phase(examples + pseudo_examples, iteration)
         with timer("sync"):
-            synced = self.sync_phase(examples + pseudo_examples, iteration)
+            synced, train = self.sync_phase(examples + pseudo_examples, iteration, train)
         self.total_train_steps += train.steps  # counted once the steps reached the engines
         with timer("evaluate"):
             validation = self.evaluate_validation(iteration, params)
@@ -159,7 +159,8 @@ class MStarRun:
         ).to_json()
         self.journal(record, prompts)
         if self.checkpoints.due(iteration):
-            self.checkpoints.save_iteration(iteration, self.trainers, self.state(iteration), record, self.stage_started)
+            self.checkpoints.consider_best(iteration, record)  # before the state, which remembers the best
+            self.checkpoints.save_iteration(iteration, self.trainers, self.state(iteration), self.stage_started)
         log.info(progress_line(record))
         return record
 
@@ -249,14 +250,15 @@ class MStarRun:
         return relabelled, agreement
 
     def train(self, examples: Sequence[TrainExample], iteration: int) -> TrainResult:
-        """Train on the selected examples (engines asleep), restarting optimizer or weights as the mode says."""
+        """Train on the selected examples, restarting optimizer or weights as the mode says; the engines sleep
+        throughout (a new stage allocates optimizer state, ReST-EM gathers the base weights)."""
         mode = self.cfg.loop.mode
-        if mode != TrainingMode.CONTINUOUS:
-            self.trainers.start_stage(self.optim, reset_to_base=mode == TrainingMode.REST_EM)
-            self.stage_started = True  # checkpoints now carry the trainers' state, weights included
-        if not examples:
-            return TrainResult(0, 0)
         with self.rollout.asleep():
+            if mode != TrainingMode.CONTINUOUS:
+                self.trainers.start_stage(self.optim, reset_to_base=mode == TrainingMode.REST_EM)
+                self.stage_started = True  # checkpoints now carry the trainers' state, weights included
+            if not examples:
+                return TrainResult(0, 0)
             stats = self.trainers.train(examples, self.cfg.train.epochs_per_iteration, self.cfg.run.seed + iteration)
         return TrainResult.of(len(examples), stats)
 
@@ -266,15 +268,18 @@ class MStarRun:
             lambda: self.train(examples, iteration), self.dead_trainers, lambda d, e: self.rebuild(d, iteration, e)
         )
 
-    def sync_phase(self, examples: Sequence[TrainExample], iteration: int) -> SyncStats:
-        """The weight sync; a trainer rank dead by now has the group rebuilt and this iteration's training redone
-        (the rebuilt group reproduces it) before the sync is tried again."""
+    def sync_phase(
+        self, examples: Sequence[TrainExample], iteration: int, train: TrainResult
+    ) -> tuple[SyncStats, TrainResult]:
+        """The weight sync, and the iteration's training result; a trainer rank dead by now has the group rebuilt
+        and this iteration's training redone (its result replaces `train`) before the sync is tried again."""
+        trained = [train]
 
         def rebuild_and_retrain(dead: list[str], err: Exception) -> None:
             self.rebuild(dead, iteration, err)
-            self.train_phase(examples, iteration)
+            trained.append(self.train_phase(examples, iteration))
 
-        return retry_on_dead_trainers(self.weights.sync, self.dead_trainers, rebuild_and_retrain)
+        return retry_on_dead_trainers(self.weights.sync, self.dead_trainers, rebuild_and_retrain), trained[-1]
 
     def evaluate_validation(self, iteration: int, params: SamplingParams) -> EvalResult | None:
         """The dynamics on the validation prompts, every loop.eval_every iterations and after the last."""

@@ -38,7 +38,7 @@ class EngineWeights:
         self.sync_group = WeightSync(cfg.sync, trainers, rollout)
         self.version = 0
         self._reform = False
-        rollout.after_restart = self.catch_up
+        rollout.after_restart = self.catch_up  # a cycle with the group; the driver shuts both down explicitly
 
     def use_trainers(self, trainers: PolicyTrainerGroup) -> None:
         """Send from a rebuilt trainer group from now on (the group is formed again at the next sync)."""

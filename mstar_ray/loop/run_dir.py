@@ -96,7 +96,7 @@ class RunDir:
         if linked_from is None:
             tmp.mkdir(parents=True)
         else:
-            shutil.copytree(self.checkpoints / linked_from, tmp, copy_function=os.link, symlinks=True)
+            shutil.copytree(self.checkpoints / linked_from, tmp, copy_function=_link_or_copy, symlinks=True)
         return tmp
 
     def publish_checkpoint(self, name: str, keep_last: int | None = None, keep: str | None = None) -> Path:
@@ -164,3 +164,11 @@ class RunDir:
             return candidates[-1]
         pre = self.checkpoints / "pre_evolved"
         return pre if (pre / STATE_FILE).is_file() else None
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link where the filesystem has them (no bytes copied), else a copy (some shared mounts have none)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

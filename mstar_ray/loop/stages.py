@@ -37,8 +37,8 @@ def seed_sft(
 ) -> dict[str, float]:
     """Fine-tune on the gold chain-of-thought seed set (the engines asleep while the trainers train)."""
     examples = [TrainExample(p, p.reference) for p in seed_prompts if p.reference]
-    trainers.start_stage(optim_spec(cfg, cfg.seed_sft.lr))
     with rollout.asleep():
+        trainers.start_stage(optim_spec(cfg, cfg.seed_sft.lr))
         stats = trainers.train(examples, cfg.seed_sft.epochs, cfg.run.seed)
     log.info("seed SFT: %d examples x %d epochs, loss %.3f", len(examples), cfg.seed_sft.epochs, mean_loss(stats))
     return {"examples": len(examples), "loss": mean_loss(stats)}
@@ -78,7 +78,7 @@ def warmup(
     log.info("warm-up: %d correct responses from %d prompts", len(examples), len(prompts))
     if not examples:
         return {"prompts": len(prompts), "examples": 0, "loss": float("nan")}
-    trainers.start_stage(optim_spec(cfg, cfg.warmup.lr))
     with rollout.asleep():
+        trainers.start_stage(optim_spec(cfg, cfg.warmup.lr))
         stats = trainers.train(examples, 1, cfg.run.seed)
     return {"prompts": len(prompts), "examples": len(examples), "loss": mean_loss(stats)}

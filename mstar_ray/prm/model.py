@@ -38,16 +38,20 @@ class StepLabeledExample:
 class ProcessRewardModel(torch.nn.Module):
     """Backbone hidden states -> one logit per token; the PRM's step score is sigmoid(logit) at a step's end."""
 
-    def __init__(self, backbone: torch.nn.Module) -> None:
+    def __init__(self, backbone: torch.nn.Module, seed: int = 0) -> None:
+        """`seed` draws the fresh value head (not the process's random state, which differs between processes)."""
         super().__init__()
         self.backbone = backbone
-        self.value_head = torch.nn.Linear(backbone.config.get_text_config().hidden_size, 1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.value_head = torch.nn.Linear(backbone.config.get_text_config().hidden_size, 1)
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, dtype: str = "float32", trust_remote_code: bool = False
+        cls, path: str | Path, dtype: str = "float32", trust_remote_code: bool = False, seed: int = 0
     ) -> ProcessRewardModel:
-        """A PRM directory (backbone + value head), or a policy checkpoint (its base model and a fresh value head)."""
+        """A PRM directory (backbone + value head), or a policy checkpoint (its base model and a fresh value head
+        drawn from `seed`)."""
         head = Path(path) / VALUE_HEAD_FILE
         if head.is_file():
             check_remote_code(path, trust_remote_code)
@@ -56,7 +60,7 @@ class ProcessRewardModel(torch.nn.Module):
             model.value_head.load_state_dict(load_file(str(head)))
         else:
             policy = load_policy(path, dtype, trust_remote_code)
-            model = cls(policy.base_model)  # everything but the LM head
+            model = cls(policy.base_model, seed)  # everything but the LM head
         model.value_head.to(getattr(torch, dtype))
         return model
 

@@ -15,12 +15,15 @@ log = logging.getLogger("mstar")
 class PRMTrainer(SFTTrainer):
     """The SFT rank's DeepSpeed machinery with the PRM's model, encoding and loss."""
 
-    def __init__(self, backbone_path: str, dist: DistributedSpec, options: PolicyOptions, meta: dict) -> None:
+    def __init__(
+        self, backbone_path: str, dist: DistributedSpec, options: PolicyOptions, meta: dict, seed: int = 0
+    ) -> None:
         self.meta = meta  # written beside the weights: label kind, aggregation, where the labels came from
+        self.seed = seed  # draws a fresh value head
         super().__init__(backbone_path, dist, options)
 
     def _load_model(self, model_path: str) -> torch.nn.Module:
-        model = ProcessRewardModel.from_pretrained(model_path, self.dtype, self.options.trust_remote_code)
+        model = ProcessRewardModel.from_pretrained(model_path, self.dtype, self.options.trust_remote_code, self.seed)
         if self.options.freeze_vision:
             log.info("PRM: froze %d vision parameters", model.freeze_vision())
         return model

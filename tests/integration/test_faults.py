@@ -94,7 +94,9 @@ def kill_during(call, actor: ray.actor.ActorHandle, busy_cpu_s: float = 0.3):
 
 def train_and_sync(loop: MStarRun, examples: list[TrainExample], iteration: int) -> tuple[TrainResult, SyncStats]:
     """An iteration's train and sync phases as the driver runs them, recovery included."""
-    return loop.train_phase(examples, iteration), loop.sync_phase(examples, iteration)
+    train = loop.train_phase(examples, iteration)
+    synced, train = loop.sync_phase(examples, iteration, train)
+    return train, synced
 
 
 def test_rollout_worker_killed_mid_generate_is_restarted_with_current_weights(
@@ -178,7 +180,7 @@ def test_trainer_rank_death_rebuilds_the_group_from_the_last_checkpoint(
     loop.trainers.start_stage(loop.optim)
     loop.stage_started = True
     first, _ = train_and_sync(loop, gold, 1)
-    loop.checkpoints.save_iteration(1, loop.trainers, loop.state(1), {}, with_trainer_state=True)
+    loop.checkpoints.save_iteration(1, loop.trainers, loop.state(1), with_trainer_state=True)
     reference, _ = train_and_sync(loop, gold, 2)  # iteration 2 without a failure
     uninterrupted = ray.get(loop.trainers.export_weights_ref())
     old_ranks = list(loop.trainers.ranks)

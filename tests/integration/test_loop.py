@@ -84,7 +84,7 @@ def test_two_iterations_train_sync_and_write_run_files(ray_cluster, tiny_data, t
         assert rollout.keys() == trainer.keys()
         assert all(torch.equal(rollout[k], trainer[k]) for k in trainer)
         # seed SFT, warm-up, 2 iterations
-        assert ray.get(worker.weights_version.remote()) == loop.weights_version == 4
+        assert ray.get(worker.weights_version.remote()) == loop.weights.version == 4
 
     # Training: every trainable parameter moved between the pre-evolved and the final checkpoint (reloaded).
     pre = dict(AutoModelForImageTextToText.from_pretrained(run_dir.checkpoints / "pre_evolved").named_parameters())
@@ -213,7 +213,7 @@ def test_lora_policy_syncs_merged_weights(ray_cluster, tiny_data, tiny_model, tm
     rollout = engine_weights(worker)
     assert rollout.keys() == trainer.keys() and not [k for k in trainer if "lora" in k]
     assert all(torch.equal(rollout[k], trainer[k]) for k in trainer)
-    assert ray.get(worker.weights_version.remote()) == loop.weights_version >= 2  # after seed SFT (+ the iteration)
+    assert ray.get(worker.weights_version.remote()) == loop.weights.version >= 2  # after seed SFT (+ the iteration)
     # Only the adapted language-model projections changed; the final checkpoint is a plain model.
     start = AutoModelForImageTextToText.from_pretrained(tiny_model).state_dict()
     final = AutoModelForImageTextToText.from_pretrained(loop.run_dir.checkpoints / "final").state_dict()

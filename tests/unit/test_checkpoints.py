@@ -30,17 +30,6 @@ class FileTrainers:
             f.write(f"optimizer {self.version}")
 
 
-def _run(tmp_path, *extra: str) -> RunDir:
-    base = [
-        "model.path=/m",
-        "data.labeled=l",
-        "data.validation=v",
-        "loop.eval_test=false",
-        f"run.output_dir={tmp_path}",
-    ]
-    return RunDir.create(load_config(None, [*base, *extra]))
-
-
 def _state(iteration: int, best: BestCheckpoint | None = None) -> DriverState:
     return DriverState(
         iteration, iteration + 1, 10 * iteration, 0.7, {"epoch": 0, "position": iteration}, None,
@@ -58,14 +47,15 @@ def test_better_checkpoint_keeps_the_earlier_on_a_tie_and_ignores_records_withou
     )
 
 
-def test_iteration_checkpoints_are_resumable_pruned_and_the_best_is_kept_and_linked(tmp_path) -> None:
-    run = _run(tmp_path, "checkpoint.keep_last=1")
+def test_iteration_checkpoints_are_resumable_pruned_and_the_best_is_kept_and_linked(new_run_dir) -> None:
+    run = new_run_dir("checkpoint.keep_last=1")
     checkpoints, trainers = Checkpoints(run, load_config(run.path / "config.yaml").checkpoint), FileTrainers()
     accuracy = {1: 0.4, 2: 0.8, 3: 0.6, 4: 0.7}
     for i, value in accuracy.items():
         trainers.version = i
         run.append_metrics({"iteration": i})
-        checkpoints.save_iteration(i, trainers, _state(i), {"val_greedy_accuracy": value}, with_trainer_state=True)
+        best = checkpoints.consider_best(i, {"val_greedy_accuracy": value})
+        checkpoints.save_iteration(i, trainers, _state(i, best), with_trainer_state=True)
     names = sorted(p.name for p in run.checkpoints.iterdir())
     assert names == ["best", "iter_0002", "iter_0004"]  # the last one, plus the best
     assert (run.checkpoints / "best").resolve().name == "iter_0002" and checkpoints.best.value == 0.8
@@ -75,11 +65,12 @@ def test_iteration_checkpoints_are_resumable_pruned_and_the_best_is_kept_and_lin
         f'{{"iteration": {i}}}' for i in range(1, 5)
     ]  # the journals as they were at that checkpoint
     state = DriverState.read(latest)
-    assert state == _state(4) and state.rng_state() == random.Random(4).getstate()
+    assert state == _state(4, checkpoints.best) and state.rng_state() == random.Random(4).getstate()
+    assert DriverState.read(run.checkpoints / "iter_0002").best.name == "iter_0002"  # a new best remembers itself
 
 
-def test_the_pre_evolved_state_is_staged_with_linked_weights_then_published_whole(tmp_path) -> None:
-    run = _run(tmp_path)
+def test_the_pre_evolved_state_is_staged_with_linked_weights_then_published_whole(new_run_dir) -> None:
+    run = new_run_dir()
     checkpoints, trainers = Checkpoints(run, load_config(run.path / "config.yaml").checkpoint), FileTrainers()
     published = checkpoints.save_weights("pre_evolved", trainers)
     weights_inode = (published / "model.safetensors").stat().st_ino
@@ -92,8 +83,8 @@ def test_the_pre_evolved_state_is_staged_with_linked_weights_then_published_whol
     assert not list(run.checkpoints.glob(".*"))  # no staging or set-aside copy left behind
 
 
-def test_republishing_sets_the_old_copy_aside_and_a_kill_in_between_is_repaired(tmp_path) -> None:
-    run = _run(tmp_path)
+def test_republishing_sets_the_old_copy_aside_and_a_kill_in_between_is_repaired(new_run_dir) -> None:
+    run = new_run_dir()
     trainers = FileTrainers()
     Checkpoints(run, load_config(run.path / "config.yaml").checkpoint).save_weights("final", trainers)
     # A kill between the two renames of a republication: the old copy is aside, the new one still staged.
@@ -108,16 +99,17 @@ def test_republishing_sets_the_old_copy_aside_and_a_kill_in_between_is_repaired(
     assert sorted(p.name for p in run.checkpoints.iterdir()) == ["final"]
 
 
-def test_no_best_checkpoint_without_a_best_metric(tmp_path) -> None:
-    run = _run(tmp_path, "checkpoint.best_metric=null")
+def test_no_best_checkpoint_without_a_best_metric(new_run_dir) -> None:
+    run = new_run_dir("checkpoint.best_metric=null")
     checkpoints = Checkpoints(run, load_config(run.path / "config.yaml").checkpoint)
-    checkpoints.save_iteration(1, FileTrainers(), _state(1), {"val_greedy_accuracy": 1.0}, with_trainer_state=False)
+    assert checkpoints.consider_best(1, {"val_greedy_accuracy": 1.0}) is None
+    checkpoints.save_iteration(1, FileTrainers(), _state(1), with_trainer_state=False)
     assert checkpoints.best is None and not (run.checkpoints / "best").exists()
     assert not (run.checkpoints / "iter_0001" / TRAINER_STATE_DIR).exists()
 
 
-def test_a_resumed_run_records_its_overrides(tmp_path) -> None:
-    run = _run(tmp_path)
+def test_a_resumed_run_records_its_overrides(new_run_dir) -> None:
+    run = new_run_dir()
     cfg = load_config(run.path / "config.yaml", ["monitor.tensorboard=false"])
     run.record_resume(cfg, 2, ["monitor.tensorboard=false"])
     assert load_config(run.path / "config.yaml").monitor.tensorboard is False

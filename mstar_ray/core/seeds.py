@@ -1,0 +1,11 @@
+"""Seeds derived from the run's seed and what a draw is for, never from call order, time or process."""
+
+from __future__ import annotations
+
+import hashlib
+
+
+def derive_seed(seed: int, *purpose: str | int) -> int:
+    """A 63-bit seed for `purpose` (e.g. "prm", "value_head"), the same in every process and every run of `seed`."""
+    digest = hashlib.sha256(repr((seed, *purpose)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
