@@ -193,6 +193,18 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Exit 0 when two run directories agree record by record (timings aside), 1 with the first difference."""
+    from mstar_ray.loop.compare import compare_runs
+
+    difference, compared = compare_runs(args.run_a, args.run_b, args.rtol)
+    if difference is None:
+        print(f"identical: {', '.join(compared)}")
+        return 0
+    print(f"differ: {difference}")
+    return 1
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the report of a run directory and print its path."""
     print(write_report(args.run_dir, args.out, args.format))
@@ -273,6 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", default="html", choices=["html", "md"])
     report.add_argument("--out", help="file to write (default: RUN_DIR/report.html or report.md)")
     report.set_defaults(func=cmd_report)
+    compare = sub.add_parser("compare", help="the first record where two run directories differ (timings aside)")
+    compare.add_argument("run_a", help="run directory")
+    compare.add_argument("run_b", help="run directory")
+    compare.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for floats (default: exact)")
+    compare.set_defaults(func=cmd_compare)
     table = sub.add_parser("table", help="one results table from several `mstar eval` outputs or run directories")
     table.add_argument(
         "results", nargs="+", help="`mstar eval --out` folders, benchmarks.json files or run directories"

@@ -1,0 +1,107 @@
+"""`mstar compare RUN_A RUN_B`: the first record in which two run directories differ, timings aside.
+
+Two runs of one config and seed must agree line by line: the journals (`metrics.jsonl`, `prompts.jsonl`), the
+PRM's step labels and the summary. Wall-clock figures are left out, and each run's own directory path is
+normalised, so only what the run computed is compared.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Keys whose values are wall-clock measurements, never results
+TIMING_KEYS = frozenset({"seconds", "wall_seconds", "sync_gb_per_s"})
+# Compared in this order; a file both runs lack is skipped
+RUN_FILES = ("metrics.jsonl", "prompts.jsonl", "prm_labels.jsonl", "summary.json")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Where two runs first differ."""
+
+    file: str
+    record: int | None  # line number (0-based) in a journal; None for a JSON file or a missing file
+    field: str  # dotted path inside the record ("" when the file or the record count differs)
+    a: Any
+    b: Any
+
+    def __str__(self) -> str:
+        where = self.file if self.record is None else f"{self.file} record {self.record}"
+        what = f" field {self.field}" if self.field else ""
+        return f"{where}{what}: {_short(self.a)} vs {_short(self.b)}"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _normalised(value: Any, own_path: str) -> Any:
+    """`value` without timing keys, with the run directory's own path replaced by a placeholder."""
+    if isinstance(value, dict):
+        return {k: _normalised(v, own_path) for k, v in value.items() if k not in TIMING_KEYS}
+    if isinstance(value, list):
+        return [_normalised(v, own_path) for v in value]
+    if isinstance(value, str):
+        return value.replace(own_path, "RUN_DIR")
+    return value
+
+
+def _first_field(a: Any, b: Any, rtol: float, path: str = "") -> tuple[str, Any, Any] | None:
+    """The first dotted path where `a` and `b` differ (floats within `rtol` count as equal)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            if key not in a or key not in b:
+                return f"{path}{key}", a.get(key, "<absent>"), b.get(key, "<absent>")
+            found = _first_field(a[key], b[key], rtol, f"{path}{key}.")
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return path.rstrip(".") + "(length)", len(a), len(b)
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            found = _first_field(x, y, rtol, f"{path}{i}.")
+            if found:
+                return found
+        return None
+    if isinstance(a, float) and isinstance(b, float) and rtol > 0:
+        return None if math.isclose(a, b, rel_tol=rtol) else (path.rstrip("."), a, b)
+    return None if a == b and type(a) is type(b) else (path.rstrip("."), a, b)
+
+
+def _records(path: Path) -> list[Any]:
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(path.read_text())]
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, rtol: float = 0.0) -> tuple[Difference | None, list[str]]:
+    """The first difference between two run directories (None when they agree) and the files compared."""
+    a_dir, b_dir = Path(run_a), Path(run_b)
+    for run in (a_dir, b_dir):
+        if not (run / "config.yaml").is_file():
+            raise FileNotFoundError(f"{run} is not a run directory (no config.yaml)")
+    compared = []
+    for name in RUN_FILES:
+        fa, fb = a_dir / name, b_dir / name
+        if not fa.exists() and not fb.exists():
+            continue
+        if fa.exists() != fb.exists():
+            presence = ["present" if f.exists() else "absent" for f in (fa, fb)]
+            return Difference(name, None, "", *presence), compared
+        ra = [_normalised(r, str(a_dir)) for r in _records(fa)]
+        rb = [_normalised(r, str(b_dir)) for r in _records(fb)]
+        journal = name.endswith(".jsonl")
+        for i, (x, y) in enumerate(zip(ra, rb, strict=False)):  # the shorter run's records, then the count
+            found = _first_field(x, y, rtol)
+            if found:
+                return Difference(name, i if journal else None, *found), compared
+        if len(ra) != len(rb):
+            return Difference(name, None, "", f"{len(ra)} records", f"{len(rb)} records"), compared
+        compared.append(f"{name} ({len(ra)} records)" if journal else name)
+    return None, compared
