@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from mstar_ray.config import MStarConfig
 from mstar_ray.core.records import Prompt
+from mstar_ray.core.seeds import derive_seed
 from mstar_ray.data.formats import BadRowError, load_prompts
 from mstar_ray.eval.benchmarks.runner import LoadedBenchmark, benchmark_cache, load_benchmarks
 
@@ -69,7 +70,7 @@ class PromptCursor:
 
     def _shuffled(self, epoch: int) -> list[Prompt]:
         order = list(self.prompts)
-        random.Random(self.seed * 100_003 + epoch).shuffle(order)
+        random.Random(derive_seed(self.seed, "epoch", epoch)).shuffle(order)
         return order
 
     def state(self) -> dict[str, int]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from mstar_ray.config import PRM_RULES, MStarConfig, RunStage, TrainingMode
 from mstar_ray.core.records import PromptRollouts, TrainExample
 from mstar_ray.core.sampling import SamplingParams
+from mstar_ray.core.seeds import derive_seed
 from mstar_ray.eval.benchmarks.runner import evaluate_run_stage, stage_headlines
 from mstar_ray.eval.metrics import mark_correct
 from mstar_ray.eval.temperature import search_temperature
@@ -64,9 +65,11 @@ class MStarRun:
         self.trainers = self.start_trainers(resume, state.stage_started if state else False)
         self.weights = EngineWeights(cfg, self.trainers, self.rollout)
         self.prm: PRMGroup | None = None  # started after pre-evolution, when the PRM exists
-        self.cursor = PromptCursor(data.labeled, cfg.loop.interval, cfg.run.seed)
-        self.unlabeled = PromptCursor(data.unlabeled, cfg.loop.interval, cfg.run.seed + 1) if data.unlabeled else None
-        self.rng = random.Random(cfg.run.seed)  # the selection rules' draws
+        seed = cfg.run.seed  # every draw below derives from it and from what the draw is for
+        self.cursor = PromptCursor(data.labeled, cfg.loop.interval, derive_seed(seed, "labeled_order"))
+        unlabeled_seed = derive_seed(seed, "unlabeled_order")
+        self.unlabeled = PromptCursor(data.unlabeled, cfg.loop.interval, unlabeled_seed) if data.unlabeled else None
+        self.rng = random.Random(derive_seed(seed, "selection"))  # the selection rules' draws
         self.total_train_steps = 0
         self.temperature = cfg.rollout.temperature  # moved by the automatic temperature search
         self.stage_started = False  # the self-evolving optimizer stage (continuous mode: one for the whole loop)
@@ -212,7 +215,7 @@ class MStarRun:
     def sampling(self, iteration: int) -> SamplingParams:
         """The rollout sampling settings of one iteration, at the current temperature."""
         r = self.cfg.rollout
-        seed = self.cfg.run.seed * 1_000_003 + iteration
+        seed = derive_seed(self.cfg.run.seed, "rollout", iteration)
         return SamplingParams(r.samples_per_prompt, self.temperature, r.top_p, r.top_k, r.max_new_tokens, seed)
 
     def temperature_due(self, iteration: int) -> bool:
@@ -224,7 +227,7 @@ class MStarRun:
         """Measure the validation curve over the temperature grid and continue at its best point."""
         t, start = self.cfg.temperature, time.perf_counter()
         prompts = self.data.validation[: t.prompts]
-        base = self.sampling(iteration).with_(seed=self.cfg.run.seed + 7)
+        base = self.sampling(iteration).with_(seed=derive_seed(self.cfg.run.seed, "temperature_search"))
         search = search_temperature(
             self.rollout, self.prm, prompts, base, t.grid, t.criterion, self.cfg.prm.aggregation
         )
@@ -259,7 +262,8 @@ class MStarRun:
                 self.stage_started = True  # checkpoints now carry the trainers' state, weights included
             if not examples:
                 return TrainResult(0, 0)
-            stats = self.trainers.train(examples, self.cfg.train.epochs_per_iteration, self.cfg.run.seed + iteration)
+            seed = derive_seed(self.cfg.run.seed, "train", iteration)
+            stats = self.trainers.train(examples, self.cfg.train.epochs_per_iteration, seed)
         return TrainResult.of(len(examples), stats)
 
     def train_phase(self, examples: Sequence[TrainExample], iteration: int) -> TrainResult:
@@ -286,14 +290,15 @@ class MStarRun:
         every = self.cfg.loop.eval_every
         if not every or (iteration % every and iteration != self.cfg.loop.iterations):
             return None
-        sampling = params.with_(seed=self.cfg.run.seed)
+        sampling = params.with_(seed=derive_seed(self.cfg.run.seed, "validation"))  # the same draws every time
         return evaluate(self.rollout, self.data.validation, sampling, self.prm, self.cfg.prm.aggregation)
 
     def evaluate_test(self, label: str) -> EvalResult | None:
         """The test prompts under one protocol before and after (the configured temperature, not the adapted)."""
         if not self.cfg.loop.eval_test:
             return None
-        sampling = self.sampling(0).with_(temperature=self.cfg.rollout.temperature)
+        seed = derive_seed(self.cfg.run.seed, "test")
+        sampling = self.sampling(0).with_(temperature=self.cfg.rollout.temperature, seed=seed)
         result = evaluate(self.rollout, self.data.test, sampling, self.prm, self.cfg.prm.aggregation)
         log.info("%s test: greedy %.3f, Pass@%d %.3f", label, result.greedy_accuracy, result.k, result.pass_at_k)
         return result

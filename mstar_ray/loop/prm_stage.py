@@ -11,6 +11,7 @@ from pathlib import Path
 from mstar_ray.config import MStarConfig
 from mstar_ray.core.records import Prompt
 from mstar_ray.core.sampling import SamplingParams
+from mstar_ray.core.seeds import derive_seed
 from mstar_ray.eval.validation import Generator
 from mstar_ray.groups.placement import Placement
 from mstar_ray.groups.trainers import PRMTrainerGroup
@@ -31,10 +32,12 @@ def label_prompts(cfg: MStarConfig, generator: Generator, labeled: Sequence[Prom
         top_p=cfg.rollout.top_p,
         top_k=cfg.rollout.top_k,
         max_new_tokens=cfg.rollout.max_new_tokens,
-        seed=cfg.run.seed * 7919 + 17,
+        seed=derive_seed(cfg.run.seed, "prm_labels"),
     )
     labeling = LabelingSpec(spec.responses_per_prompt, spec.completions_per_step, spec.kind, sampling)
-    chosen = random.Random(cfg.run.seed).sample(list(labeled), min(spec.prompts, len(labeled)))  # files may be sorted
+    chosen = random.Random(derive_seed(cfg.run.seed, "prm_label_prompts")).sample(
+        list(labeled), min(spec.prompts, len(labeled))
+    )  # files may be sorted
     examples = label_steps(generator, chosen, labeling)
     write_step_labels(out, examples, spec.kind)
     steps = [v for ex in examples for v in ex.labels]
@@ -74,7 +77,7 @@ def train_prm(
     group = PRMTrainerGroup(cfg, str(backbone), meta, placement)
     try:
         group.start_stage(OptimSpec(t.lr, t.micro_batch_size, zero_stage=cfg.train.zero_stage, grad_clip=1.0))
-        stats = group.train(examples, t.epochs, cfg.run.seed)
+        stats = group.train(examples, t.epochs, derive_seed(cfg.run.seed, "prm_train"))
         group.save_pretrained(str(out_dir))
     finally:
         group.shutdown()  # frees the ranks' CPUs / GPUs for the PRM scorers

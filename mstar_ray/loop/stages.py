@@ -9,6 +9,7 @@ from dataclasses import replace
 from mstar_ray.config import MStarConfig
 from mstar_ray.core.records import Prompt, TrainExample
 from mstar_ray.core.sampling import SamplingParams
+from mstar_ray.core.seeds import derive_seed
 from mstar_ray.eval.metrics import mark_correct
 from mstar_ray.groups.rollout import RolloutGroup
 from mstar_ray.groups.trainers import PolicyTrainerGroup
@@ -39,7 +40,7 @@ def seed_sft(
     examples = [TrainExample(p, p.reference) for p in seed_prompts if p.reference]
     with rollout.asleep():
         trainers.start_stage(optim_spec(cfg, cfg.seed_sft.lr))
-        stats = trainers.train(examples, cfg.seed_sft.epochs, cfg.run.seed)
+        stats = trainers.train(examples, cfg.seed_sft.epochs, derive_seed(cfg.run.seed, "seed_sft"))
     log.info("seed SFT: %d examples x %d epochs, loss %.3f", len(examples), cfg.seed_sft.epochs, mean_loss(stats))
     return {"examples": len(examples), "loss": mean_loss(stats)}
 
@@ -65,7 +66,7 @@ def warmup(
         top_p=cfg.rollout.top_p,
         top_k=cfg.rollout.top_k,
         max_new_tokens=cfg.rollout.max_new_tokens,
-        seed=cfg.run.seed,
+        seed=derive_seed(cfg.run.seed, "warmup"),
     )
     rollouts = rollout.generate([answer_conditioned(p) for p in prompts], params)
     mark_correct(rollouts)
@@ -80,5 +81,5 @@ def warmup(
         return {"prompts": len(prompts), "examples": 0, "loss": float("nan")}
     with rollout.asleep():
         trainers.start_stage(optim_spec(cfg, cfg.warmup.lr))
-        stats = trainers.train(examples, 1, cfg.run.seed)
+        stats = trainers.train(examples, 1, derive_seed(cfg.run.seed, "warmup_train"))
     return {"prompts": len(prompts), "examples": len(examples), "loss": mean_loss(stats)}

@@ -6,12 +6,14 @@ import time
 from collections.abc import Sequence
 
 import torch
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessorList
 
 from mstar_ray.core.records import Prompt, PromptRollouts, Sample
 from mstar_ray.core.sampling import SamplingParams
+from mstar_ray.core.seeds import request_seed
 from mstar_ray.models.encoding import generation_inputs
 from mstar_ray.models.loading import load_policy, load_processor
+from mstar_ray.rollout.row_sampling import PerSequenceSampling
 from mstar_ray.sync.buckets import SyncPlan, contiguous_span, lay_out_like
 from mstar_ray.sync.receiver import ReceiveBuffers, ReceiveStats, received_weights, timed_receive
 from mstar_ray.sync.transport import BroadcastGroup
@@ -46,7 +48,6 @@ class TransformersRolloutEngine:
         With `prefixes`, each prompt's responses continue the given response prefix, and the sample texts include
         it (the PRM's Monte-Carlo step labels complete partial responses this way).
         """
-        torch.manual_seed(params.seed)
         prefixes = list(prefixes) if prefixes is not None else [""] * len(prompts)
         results: list[PromptRollouts] = []
         # Whole prompts per call, as many as fill the sequence budget: per-step overhead favours wide batches.
@@ -62,25 +63,31 @@ class TransformersRolloutEngine:
         return sorted({*ids, self.processor.tokenizer.eos_token_id})
 
     def _generation_config(self, params: SamplingParams) -> GenerationConfig:
-        """Exactly the requested sampling: nothing inherited from the checkpoint's generation_config."""
-        sampling = {} if params.greedy else {"temperature": params.temperature, "top_p": params.top_p}
+        """Exactly the requested decoding, nothing inherited from the checkpoint's generation_config: greedy, with
+        sampling (when asked for) done by `PerSequenceSampling` on the logits."""
         return GenerationConfig(
-            do_sample=not params.greedy,
-            top_k=params.top_k,  # 0 disables top-k filtering
-            num_return_sequences=params.n,
+            do_sample=False,
             max_new_tokens=params.max_new_tokens,
             eos_token_id=self._stop_token_ids(),
             pad_token_id=self.processor.tokenizer.pad_token_id,
-            **sampling,
         )
 
     def _generate_batch(
         self, prompts: Sequence[Prompt], params: SamplingParams, prefixes: Sequence[str]
     ) -> list[PromptRollouts]:
-        inputs = generation_inputs(self.processor, prompts, prefixes).to(self.device)
+        # One row per sample: prompt i's n samples are rows i*n .. i*n+n-1, each with its own seed.
+        rows = [(prompt, prefix) for prompt, prefix in zip(prompts, prefixes, strict=True) for _ in range(params.n)]
+        row_prompts, row_prefixes = [p for p, _ in rows], [x for _, x in rows]
+        inputs = generation_inputs(self.processor, row_prompts, row_prefixes).to(self.device)
+        processors = LogitsProcessorList()
+        if not params.greedy:
+            seeds = [request_seed(params.seed, p.id, x, j % params.n) for j, (p, x) in enumerate(rows)]
+            device = torch.device(self.device)
+            processors.append(PerSequenceSampling(seeds, params.temperature, params.top_k, params.top_p, device))
         output = self.model.generate(
             **inputs,
             generation_config=self._generation_config(params),
+            logits_processor=processors,
             return_dict_in_generate=True,
             output_logits=params.logprobs,
         )

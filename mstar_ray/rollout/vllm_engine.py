@@ -7,12 +7,12 @@ a transformers model. Tensor parallelism on GPUs spawns vLLM's own worker proces
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Sequence
 
 from mstar_ray.config import VLLMConfig
 from mstar_ray.core.records import Prompt, PromptRollouts, Sample
 from mstar_ray.core.sampling import SamplingParams
+from mstar_ray.core.seeds import request_seed
 from mstar_ray.data.images import load_image
 from mstar_ray.models.encoding import prompt_text
 from mstar_ray.models.loading import load_processor
@@ -20,12 +20,6 @@ from mstar_ray.sync.buckets import SyncPlan
 from mstar_ray.sync.receiver import ReceiveStats
 
 EXTENSION = "mstar_ray.rollout.vllm_extension.WeightSyncExtension"
-
-
-def request_seed(seed: int, prompt_id: str, prefix: str, copy: int) -> int:
-    """A request's own seed, from what it asks for: samples do not depend on batching or on how prompts are
-    spread over the rollout workers."""
-    return zlib.crc32(f"{seed}|{prompt_id}|{prefix}|{copy}".encode())
 
 
 class VLLMRolloutEngine:

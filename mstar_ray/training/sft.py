@@ -17,6 +17,7 @@ import torch
 
 from mstar_ray.config import LoRAConfig
 from mstar_ray.core.records import TrainExample
+from mstar_ray.core.seeds import derive_seed
 from mstar_ray.models.encoding import IGNORE_INDEX, collate, encode_example
 from mstar_ray.models.freeze import freeze_vision_tower
 from mstar_ray.models.loading import load_policy, load_processor
@@ -249,7 +250,7 @@ class SFTTrainer:
         for epoch in range(epochs):
             first = len(losses)
             order = list(range(len(encoded)))
-            random.Random(seed * 1000 + epoch).shuffle(order)
+            random.Random(derive_seed(seed, "epoch", epoch)).shuffle(order)
             for start in range(0, len(order), mb):
                 batch = self._collate([encoded[i] for i in order[start : start + mb]])
                 batch = {k: v.to(self.device) for k, v in batch.items()}
