@@ -26,6 +26,12 @@ from mstar_ray.loop.datasets import load_datasets
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _repo_relative(path: str | Path) -> str:
+    """`path` relative to the repository when it lies inside it, else as given."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
+
+
 def measure(backend: str, args: argparse.Namespace) -> dict:
     data = ROOT / ".quickstart" / "data"
     cfg = load_config(
@@ -86,7 +92,8 @@ def main() -> None:
         med = statistics.median(r["seconds"])
         print(f"| {r['backend']} | {statistics.median(r['sampled_tokens'])} | {med:.2f} | {r['tokens_per_second']} |")
     print(f"vLLM / transformers: {speedup:.1f}x")
-    result = {"model": str(args.model), "settings": vars(args) | {"model": str(args.model)}, "rows": rows}
+    model = _repo_relative(args.model)  # result files name no machine's paths
+    result = {"model": model, "settings": vars(args) | {"model": model}, "rows": rows}
     result["vllm_over_transformers"] = round(speedup, 2)
     out = ROOT / "benchmarks" / "results" / args.out
     out.write_text(json.dumps(result, indent=2) + "\n")

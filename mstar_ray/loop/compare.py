@@ -41,7 +41,7 @@ def _short(value: Any) -> str:
 
 
 def _normalised(value: Any, own_path: str) -> Any:
-    """`value` without timing keys, with the run directory's own path replaced by a placeholder."""
+    """`value` without timing keys, with the run directory's own path written as RUN_DIR."""
     if isinstance(value, dict):
         return {k: _normalised(v, own_path) for k, v in value.items() if k not in TIMING_KEYS}
     if isinstance(value, list):
