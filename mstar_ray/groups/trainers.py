@@ -55,7 +55,7 @@ class _TrainerGroup:
         self.optim = optim
         get_all([rank.start_stage.remote(optim, reset_to_base) for rank in self.ranks])
 
-    def train(self, examples: Sequence, epochs: int, seed: int) -> list[TrainStats]:
+    def train(self, examples: Sequence[TrainExample | StepLabeledExample], epochs: int, seed: int) -> list[TrainStats]:
         """Shard examples evenly over the ranks and train; one stats record per rank."""
         if self.optim is None:
             raise RuntimeError(f"{self.names[0]}: train needs a training stage: call start_stage(optim) first")
@@ -77,9 +77,6 @@ class PolicyTrainerGroup(_TrainerGroup):
         get_all(
             [rank.setup.remote(model_path, spec, options) for rank, spec in zip(self.ranks, self.specs, strict=True)]
         )
-
-    def train(self, examples: Sequence[TrainExample], epochs: int, seed: int) -> list[TrainStats]:
-        return super().train(examples, epochs, seed)
 
     def snapshot_base(self) -> None:
         """Every rank remembers its current weights as the ReST-EM base."""
@@ -109,6 +106,3 @@ class PRMTrainerGroup(_TrainerGroup):
         seed = derive_seed(cfg.run.seed, "prm", "value_head")  # every rank draws the same fresh head
         ranks = zip(self.ranks, self.specs, strict=True)
         get_all([rank.setup.remote(backbone_path, spec, options, meta, seed) for rank, spec in ranks])
-
-    def train(self, examples: Sequence[StepLabeledExample], epochs: int, seed: int) -> list[TrainStats]:
-        return super().train(examples, epochs, seed)

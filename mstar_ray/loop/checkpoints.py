@@ -3,6 +3,7 @@ and carrying, for an iteration, the trainers' DeepSpeed state, the journals and 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -43,17 +44,25 @@ class Checkpoints:
         return self.run_dir.publish_checkpoint(name)
 
     def consider_best(self, iteration: int, record: dict) -> BestCheckpoint | None:
-        """Make iteration `iteration`'s checkpoint the best if its record beats the best so far (call it before the
-        checkpoint's driver state is built, so the state remembers the best)."""
+        """Make iteration `iteration`'s checkpoint the best if its record beats the best so far."""
         if self.cfg.best_metric is not None:
             self.best = better_checkpoint(self.best, f"iter_{iteration:04d}", self.cfg.best_metric, record)
         return self.best
 
     def save_iteration(
-        self, iteration: int, trainers: SavesWeights, state: DriverState, with_trainer_state: bool
+        self,
+        iteration: int,
+        trainers: SavesWeights,
+        state: DriverState,
+        with_trainer_state: bool,
+        record: dict | None = None,
     ) -> Path:
         """An iteration's checkpoint, resumable: weights, trainer state (when a stage is live), journals, driver
-        state; then older iteration checkpoints are pruned, sparing the best (`consider_best`)."""
+        state; with the iteration's `record`, the best is chosen first. The state is written with the best as it
+        stands then, and older iteration checkpoints are pruned, sparing the best."""
+        if record is not None:
+            self.consider_best(iteration, record)
+        state = replace(state, best=self.best)
         name = f"iter_{iteration:04d}"
         staging = self.run_dir.checkpoint_staging(name)
         trainers.save_pretrained(str(staging))

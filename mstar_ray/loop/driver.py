@@ -98,14 +98,21 @@ class MStarRun:
         self.checkpoints.save_weights("final", self.trainers)
         if self.cfg.loop.iterations:
             self.evaluate_benchmarks(RunStage.FINAL)
+        summary = self.summary(final_test, round(time.perf_counter() - start, 1))
+        self.run_dir.write_json("summary.json", summary)
+        self.monitor.close()
+        return summary
+
+    def summary(self, final_test: EvalResult | None, wall_seconds: float) -> dict:
+        """What summary.json holds: the run's settings, its outcome before and after, recoveries, the best."""
         pre_test = self.run_dir.read_json("pre_evolved_test.json")
-        summary = {
+        return {
             "mode": self.cfg.loop.mode.value,
             "iterations": self.cfg.loop.iterations,
             "selection": self.cfg.loop.selection.value,
             "weights_version": self.weights.version,
             "final_temperature": self.temperature,
-            "wall_seconds": round(time.perf_counter() - start, 1),
+            "wall_seconds": wall_seconds,
             "resumed_after": self.first_iteration - 1 if self.resumed_from else None,
             "recoveries": self.recoveries(),
             "best_checkpoint": asdict(self.checkpoints.best) if self.checkpoints.best else None,
@@ -113,13 +120,10 @@ class MStarRun:
             "final": final_test.to_dict() if final_test else pre_test,
             "benchmarks": stage_headlines(self.run_dir.path),
         }
-        self.run_dir.write_json("summary.json", summary)
-        self.monitor.close()
-        return summary
 
     def iterate(self, iteration: int) -> dict:
         """One self-evolving iteration, each phase timed; returns its metrics.jsonl record."""
-        timer, scored, pseudo_rollouts, agreement = PhaseTimer(), None, [], None
+        timer, scored, pseudo_rollouts, agreement, mixing = PhaseTimer(), None, [], None, self.mixing_in(iteration)
         if self.temperature_due(iteration):
             with timer("adapt_temperature"):
                 self.adapt_temperature(iteration)
@@ -131,7 +135,7 @@ class MStarRun:
         if self.prm is not None and self.selection.rule in PRM_RULES:
             with timer("score"):
                 scored = self.prm.score(rollouts, only_correct=True)
-        if self.mixing_in(iteration):
+        if mixing:
             with timer("pseudo_label"):
                 pseudo_rollouts, agreement = self.pseudo_labeled(params)
         with timer("select"):
@@ -154,16 +158,13 @@ class MStarRun:
             total_train_steps=self.total_train_steps,
             seconds=timer.seconds,
             scored=scored,
-            pseudo_labels=PseudoLabelStats(len(pseudo_rollouts), agreement, len(pseudo_examples))
-            if self.mixing_in(iteration)
-            else None,
+            pseudo_labels=PseudoLabelStats(len(pseudo_rollouts), agreement, len(pseudo_examples)) if mixing else None,
             validation=validation,
             recoveries=self.recoveries(),
         ).to_json()
         self.journal(record, prompts)
         if self.checkpoints.due(iteration):
-            self.checkpoints.consider_best(iteration, record)  # before the state, which remembers the best
-            self.checkpoints.save_iteration(iteration, self.trainers, self.state(iteration), self.stage_started)
+            self.checkpoints.save_iteration(iteration, self.trainers, self.state(iteration), self.stage_started, record)
         log.info(progress_line(record))
         return record
 
