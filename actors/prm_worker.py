@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import ray
 
-from actors.threads import set_torch_threads
+from actors.process import configure_process
 from mstar_ray.core.records import Prompt
 from mstar_ray.prm.scorer import PRMScorer
 
@@ -24,8 +24,9 @@ class PRMWorker:
         torch_threads: int,
         cpus: float,
         trust_remote_code: bool = False,
+        deterministic: bool = False,
     ) -> None:
-        set_torch_threads(torch_threads, cpus)
+        configure_process(torch_threads, cpus, deterministic)
         self.scorer = PRMScorer(prm_path, dtype, "cuda" if use_gpu else "cpu", batch_size, trust_remote_code)
 
     def score(self, items: Sequence[tuple[Prompt, str]]) -> list[list[float]]:

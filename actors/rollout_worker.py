@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import ray
 
-from actors.threads import set_torch_threads
+from actors.process import configure_process
 from mstar_ray.core.records import Prompt, PromptRollouts
 from mstar_ray.core.sampling import SamplingParams
 from mstar_ray.rollout.engine import EngineSpec, apply_sync, build_engine, check_usable
@@ -19,7 +19,7 @@ class RolloutWorker:
     """Samples responses and receives weights broadcast by trainer rank 0."""
 
     def __init__(self, name: str, spec: EngineSpec, torch_threads: int, cpus: float) -> None:
-        set_torch_threads(torch_threads, cpus)
+        configure_process(torch_threads, cpus, spec.deterministic)
         self.name = name
         self.engine = build_engine(spec)
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import ray
 import torch
 
-from actors.threads import set_torch_threads
+from actors.process import configure_process
 from mstar_ray.core.records import TrainExample
 from mstar_ray.prm.model import StepLabeledExample
 from mstar_ray.prm.trainer import PRMTrainer
@@ -22,8 +22,8 @@ class _TrainerRank:
 
     trainer: SFTTrainer
 
-    def __init__(self, torch_threads: int, cpus: float) -> None:
-        set_torch_threads(torch_threads, cpus)
+    def __init__(self, torch_threads: int, cpus: float, deterministic: bool) -> None:
+        configure_process(torch_threads, cpus, deterministic)
 
     def rendezvous_address(self) -> tuple[str, int]:
         """This node's IP and a free port, for rank 0 to host a process group (the trainers' or the sync group)."""

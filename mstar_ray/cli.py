@@ -70,6 +70,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Greedy accuracy and Pass@K on a data split, or accuracy on the paper's benchmarks (--benchmarks or
     eval.benchmarks)."""
     from mstar_ray.core.sampling import SamplingParams
+    from mstar_ray.core.seeds import derive_seed
     from mstar_ray.eval.validation import evaluate
     from mstar_ray.groups.cluster import connect_ray
     from mstar_ray.groups.rollout import RolloutGroup
@@ -85,7 +86,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     prompts = getattr(data, split)
     connect_ray(cfg, with_trainers=False)
     r = cfg.rollout
-    params = SamplingParams(r.samples_per_prompt, r.temperature, r.top_p, r.top_k, r.max_new_tokens, cfg.run.seed)
+    seed = derive_seed(cfg.run.seed, split)  # the draws of a run's own evaluation of the split, at rollout.temperature
+    params = SamplingParams(r.samples_per_prompt, r.temperature, r.top_p, r.top_k, r.max_new_tokens, seed)
     result = evaluate(RolloutGroup(cfg, cfg.model.path), prompts, params)
     payload = {"model": cfg.model.path, "split": split} | result.to_dict()
     print(json.dumps(payload, indent=2))

@@ -31,7 +31,12 @@ class RunConfig(Section):
     output_dir: str = "runs"
     """Where run directories are created."""
     seed: int = 0
-    """Seed for data order, sampling and selection."""
+    """Seed of every random draw of the run (data order, sampling, selection, initial weights, dropout): each draw
+    derives from it and from what it is for, so two runs of one config and seed give the same records."""
+    deterministic: bool = False
+    """Deterministic kernels where the hardware needs them: torch's deterministic algorithms and cuBLAS workspace,
+    DeepSpeed without overlapped gradient reduction, vLLM's batch-invariant kernels on GPUs. Costs throughput on
+    GPUs (docs/results.md); on the CPU runs repeat exactly without it."""
     overwrite: bool = False
     """Allow writing into an existing run directory."""
 
@@ -138,6 +143,8 @@ class VLLMConfig(Section):
     """Longest prompt plus response in tokens, image tokens included."""
     enforce_eager: bool = False
     """Run without CUDA graphs: faster start, slower decoding (the CPU backend is always eager)."""
+    max_num_seqs: int | None = Field(default=None, ge=1)
+    """Most sequences vLLM decodes in one step (its max_num_seqs; null: vLLM's default)."""
     enable_prefix_caching: bool = True
     """Reuse the KV cache of shared prompt prefixes (the K samples of a prompt); reset after each sync."""
     sleep_while_training: bool = False

@@ -32,6 +32,7 @@ class PRMGroup(RestartingGroup):
             r.torch_threads,
             r.cpus_per_prm_worker,
             self.cfg.model.trust_remote_code,
+            self.cfg.run.deterministic,
         )
 
     def score(self, rollouts: Sequence[PromptRollouts], only_correct: bool = False) -> int:

@@ -34,6 +34,7 @@ class RolloutGroup(RestartingGroup):
             cfg.rollout.vllm,
             cfg.run.seed,
             cfg.model.trust_remote_code,
+            cfg.run.deterministic,
         )
         self.resources = r
         self.after_restart: Callable[[], None] | None = None

@@ -24,7 +24,9 @@ def policy_options(cfg: MStarConfig) -> PolicyOptions:
     """How the trainer ranks load and adapt the policy."""
     t = cfg.train
     lora = t.lora if t.lora.enabled else None
-    return PolicyOptions(cfg.model.dtype, t.freeze_vision, cfg.model.trust_remote_code, t.gradient_checkpointing, lora)
+    return PolicyOptions(
+        cfg.model.dtype, t.freeze_vision, cfg.model.trust_remote_code, t.gradient_checkpointing, lora, cfg.run.seed
+    )
 
 
 class _TrainerGroup:
@@ -37,12 +39,13 @@ class _TrainerGroup:
             start_named(
                 lambda i=i, rank_name=rank_name: rank_class.options(
                     name=rank_name, **actor_options(placement, slot, i, r.cpus_per_trainer, r.gpus_per_trainer)
-                ).remote(r.torch_threads, r.cpus_per_trainer)
+                ).remote(r.torch_threads, r.cpus_per_trainer, cfg.run.deterministic)
             )
             for i, rank_name in enumerate(self.names)
         ]
         addr, port = ray.get(self.ranks[0].rendezvous_address.remote())
-        self.specs = [DistributedSpec(i, count, addr, port, r.gpus_per_trainer > 0) for i in range(count)]
+        use_gpu, deterministic = r.gpus_per_trainer > 0, cfg.run.deterministic
+        self.specs = [DistributedSpec(i, count, addr, port, use_gpu, deterministic) for i in range(count)]
         self.optim: OptimSpec | None = None
 
     def shutdown(self) -> None:
@@ -89,7 +92,7 @@ class PolicyTrainerGroup(_TrainerGroup):
         return refs[0]
 
     def save_state(self, out_dir: str) -> None:
-        """Every rank writes its part of the DeepSpeed state (optimizer partitions, schedule, RNG)."""
+        """Every rank writes its part of the DeepSpeed state (optimizer partitions, schedule)."""
         get_all([rank.save_state.remote(out_dir) for rank in self.ranks])
 
     def load_state(self, in_dir: str) -> None:
@@ -102,7 +105,8 @@ class PRMTrainerGroup(_TrainerGroup):
 
     def __init__(self, cfg: MStarConfig, backbone_path: str, meta: dict, placement: Placement | None = None) -> None:
         super().__init__(cfg, PRMTrainerRank, "prm-trainer", cfg.prm.train.trainer_ranks, "prm", placement)
-        options = PolicyOptions(cfg.model.dtype, cfg.prm.train.freeze_vision, cfg.model.trust_remote_code)
+        m = cfg.model
+        options = PolicyOptions(m.dtype, cfg.prm.train.freeze_vision, m.trust_remote_code, seed=cfg.run.seed)
         seed = derive_seed(cfg.run.seed, "prm", "value_head")  # every rank draws the same fresh head
         ranks = zip(self.ranks, self.specs, strict=True)
         get_all([rank.setup.remote(backbone_path, spec, options, meta, seed) for rank, spec in ranks])

@@ -1,8 +1,9 @@
 """`mstar compare RUN_A RUN_B`: the first record in which two run directories differ, timings aside.
 
 Two runs of one config and seed must agree line by line: the journals (`metrics.jsonl`, `prompts.jsonl`), the
-PRM's step labels and the summary. Wall-clock figures are left out, and each run's own directory path is
-normalised, so only what the run computed is compared.
+PRM's step labels and the summary; then the weights they ended with (the final policy, the trained PRM), tensor by
+tensor. Wall-clock figures are left out, and each run's own directory path is normalised, so only what the run
+computed is compared.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 TIMING_KEYS = frozenset({"seconds", "wall_seconds", "sync_gb_per_s"})
 # Compared in this order; a file both runs lack is skipped
 RUN_FILES = ("metrics.jsonl", "prompts.jsonl", "prm_labels.jsonl", "summary.json")
+WEIGHT_DIRS = ("checkpoints/final", "prm")  # their *.safetensors, compared after the records
 
 
 @dataclass(frozen=True)
@@ -104,4 +106,35 @@ def compare_runs(run_a: str | Path, run_b: str | Path, rtol: float = 0.0) -> tup
         if len(ra) != len(rb):
             return Difference(name, None, "", f"{len(ra)} records", f"{len(rb)} records"), compared
         compared.append(f"{name} ({len(ra)} records)" if journal else name)
+    for name in WEIGHT_DIRS:
+        found = _weights_difference(a_dir / name, b_dir / name, name, rtol)
+        if isinstance(found, Difference):
+            return found, compared
+        if found:
+            compared.append(f"{name} ({found} tensors)")
     return None, compared
+
+
+def _weights_difference(a_dir: Path, b_dir: Path, name: str, rtol: float) -> Difference | int:
+    """The first tensor (by file, then name) in which two weight directories differ, or how many tensors agree:
+    bit for bit, or within `rtol` of the larger magnitude."""
+    from safetensors.torch import load_file
+
+    files_a, files_b = (sorted(p.name for p in d.glob("*.safetensors")) if d.is_dir() else [] for d in (a_dir, b_dir))
+    if files_a != files_b:
+        return Difference(name, None, "(files)", files_a, files_b)
+    count = 0
+    for file in files_a:
+        ta, tb = load_file(a_dir / file), load_file(b_dir / file)
+        if sorted(ta) != sorted(tb):
+            return Difference(f"{name}/{file}", None, "(tensor names)", sorted(ta), sorted(tb))
+        for key in sorted(ta):
+            x, y = ta[key], tb[key]
+            if x.shape != y.shape or x.dtype != y.dtype:
+                return Difference(f"{name}/{file}", None, key, f"{x.dtype}{list(x.shape)}", f"{y.dtype}{list(y.shape)}")
+            gap = float((x.double() - y.double()).abs().max()) if x.numel() else 0.0
+            scale = float(max(x.double().abs().max(), y.double().abs().max())) if x.numel() else 0.0
+            if gap > rtol * scale or (rtol == 0 and not x.equal(y)):
+                return Difference(f"{name}/{file}", None, key, "tensor", f"max abs difference {gap:.3g}")
+        count += len(ta)
+    return count

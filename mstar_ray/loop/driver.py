@@ -4,7 +4,6 @@ evaluate and temperature adaptation (docs/recipe.md); recovery and checkpoints a
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -31,7 +30,7 @@ from mstar_ray.loop.record import IterationRecord, PseudoLabelStats, RolloutStat
 from mstar_ray.loop.recovery import EngineWeights, TrainerRebuilds, retry_on_dead_trainers
 from mstar_ray.loop.run_dir import RunDir
 from mstar_ray.loop.selection import SelectionSpec, select_training_examples
-from mstar_ray.loop.state import TRAINER_STATE_DIR, DriverState, rng_to_json
+from mstar_ray.loop.state import TRAINER_STATE_DIR, DriverState
 from mstar_ray.prm.labeling import read_step_labels
 from mstar_ray.prm.pseudo_labels import apply_pseudo_labels
 from mstar_ray.sync.coordinator import SyncStats
@@ -69,7 +68,6 @@ class MStarRun:
         self.cursor = PromptCursor(data.labeled, cfg.loop.interval, derive_seed(seed, "labeled_order"))
         unlabeled_seed = derive_seed(seed, "unlabeled_order")
         self.unlabeled = PromptCursor(data.unlabeled, cfg.loop.interval, unlabeled_seed) if data.unlabeled else None
-        self.rng = random.Random(derive_seed(seed, "selection"))  # the selection rules' draws
         self.total_train_steps = 0
         self.temperature = cfg.rollout.temperature  # moved by the automatic temperature search
         self.stage_started = False  # the self-evolving optimizer stage (continuous mode: one for the whole loop)
@@ -137,10 +135,10 @@ class MStarRun:
                 scored = self.prm.score(rollouts, only_correct=True)
         if mixing:
             with timer("pseudo_label"):
-                pseudo_rollouts, agreement = self.pseudo_labeled(params)
+                pseudo_rollouts, agreement = self.pseudo_labeled(iteration, params)
         with timer("select"):
-            examples = select_training_examples(rollouts, self.selection, self.rng)
-            pseudo_examples = select_training_examples(pseudo_rollouts, self.selection, self.rng)
+            examples = self.select(rollouts, "selection", iteration)
+            pseudo_examples = self.select(pseudo_rollouts, "pseudo_selection", iteration)
         with timer("train"):
             train = self.train_phase(examples + pseudo_examples, iteration)
         with timer("sync"):
@@ -245,13 +243,19 @@ class MStarRun:
         lp = self.cfg.loop
         return lp.mixin_unlabeled and self.unlabeled is not None and iteration > lp.mixin_after * lp.iterations
 
-    def pseudo_labeled(self, params: SamplingParams) -> tuple[list[PromptRollouts], float | None]:
+    def pseudo_labeled(self, iteration: int, params: SamplingParams) -> tuple[list[PromptRollouts], float | None]:
         """The next interval of unlabeled prompts, sampled, scored and relabelled by PRM-weighted voting."""
+        # Seeds of their own: unlabeled prompt ids may repeat labeled ones (row numbers of another file)
+        params = params.with_(seed=derive_seed(self.cfg.run.seed, "pseudo_label_rollout", iteration))
         rollouts = self.rollout.generate(self.unlabeled.next_interval(), params)
         self.prm.score(rollouts)
         relabelled, agreement = apply_pseudo_labels(rollouts, self.cfg.prm.aggregation)
         mark_correct(relabelled)
         return relabelled, agreement
+
+    def select(self, rollouts: Sequence[PromptRollouts], purpose: str, iteration: int) -> list[TrainExample]:
+        """The training examples the selection rule keeps; its random draws derive from the purpose and iteration."""
+        return select_training_examples(rollouts, self.selection, derive_seed(self.cfg.run.seed, purpose, iteration))
 
     def train(self, examples: Sequence[TrainExample], iteration: int) -> TrainResult:
         """Train on the selected examples, restarting optimizer or weights as the mode says; the engines sleep
@@ -330,7 +334,6 @@ class MStarRun:
             temperature=self.temperature,
             cursor=self.cursor.state(),
             unlabeled_cursor=self.unlabeled.state() if self.unlabeled else None,
-            selection_rng=rng_to_json(self.rng.getstate()),
             stage_started=self.stage_started,
             recoveries=self.recoveries(),
             best=self.checkpoints.best,
@@ -341,7 +344,6 @@ class MStarRun:
         self.cursor.restore(state.cursor)
         if self.unlabeled is not None and state.unlabeled_cursor is not None:
             self.unlabeled.restore(state.unlabeled_cursor)
-        self.rng.setstate(state.rng_state())
         self.temperature, self.total_train_steps = state.temperature, state.total_train_steps
         self.stage_started, self.checkpoints.best = state.stage_started, state.best
         self.rebuilds.count = state.recoveries.get("trainer_rebuilds", 0)

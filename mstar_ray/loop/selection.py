@@ -1,7 +1,8 @@
 """Selection rules: which correct responses of a prompt become training examples.
 
 A rule sees one prompt's verified (and, for the PRM rules, scored) samples and returns the ones to train on.
-Rules are registered by `SelectionRule`. The PRM re-ranks correct responses; it never admits a wrong one.
+Rules are registered by `SelectionRule`. The PRM re-ranks correct responses; it never admits a wrong one. A rule
+that draws at random draws from the prompt's own generator, so what one prompt keeps does not depend on the others.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from mstar_ray.config import ScoreAggregation, SelectionRule
 from mstar_ray.core.records import PromptRollouts, Sample, TrainExample
+from mstar_ray.core.seeds import derive_seed
 from mstar_ray.core.steps import aggregate
 from mstar_ray.eval.metrics import rank_by_prm
 
@@ -72,9 +74,12 @@ SELECTION_RULES: dict[SelectionRule, Rule] = {
 }
 
 
-def select_training_examples(
-    rollouts: Sequence[PromptRollouts], spec: SelectionSpec, rng: random.Random
-) -> list[TrainExample]:
-    """Apply a selection rule to every prompt (rules see each distinct correct response once)."""
+def select_training_examples(rollouts: Sequence[PromptRollouts], spec: SelectionSpec, seed: int) -> list[TrainExample]:
+    """Apply a selection rule to every prompt (rules see each distinct correct response once); a prompt's random
+    draws come from `seed` and its id."""
     rule = SELECTION_RULES[spec.rule]
-    return [TrainExample(group.prompt, s.text) for group in rollouts for s in rule(group, spec, rng)]
+    return [
+        TrainExample(group.prompt, s.text)
+        for group in rollouts
+        for s in rule(group, spec, random.Random(derive_seed(seed, group.prompt.id)))
+    ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 STATE_FILE = "driver_state.json"
 TRAINER_STATE_DIR = "trainer_state"  # DeepSpeed's engine state, one optimizer partition per rank
@@ -23,7 +22,8 @@ class BestCheckpoint:
 
 @dataclass
 class DriverState:
-    """The loop's position and everything random or adaptive in it, after `iteration` completed."""
+    """The loop's position and everything adaptive in it, after `iteration` completed. Nothing random: every draw
+    derives from run.seed and its purpose (the cursors' orders from their epoch)."""
 
     iteration: int
     weights_version: int
@@ -31,7 +31,6 @@ class DriverState:
     temperature: float
     cursor: dict[str, int]  # labeled prompts: epoch and position in that epoch's order
     unlabeled_cursor: dict[str, int] | None
-    selection_rng: list[Any]  # random.Random.getstate() of the selection RNG, as JSON
     stage_started: bool  # a training stage (optimizer and schedule) is live and saved under trainer_state/
     recoveries: dict[str, int] = field(default_factory=dict)  # actor restarts and trainer rebuilds so far
     best: BestCheckpoint | None = None
@@ -45,15 +44,6 @@ class DriverState:
     @classmethod
     def read(cls, checkpoint: Path) -> DriverState:
         fields = json.loads((checkpoint / STATE_FILE).read_text())
+        fields.pop("selection_rng", None)  # written by earlier versions; selections now draw per prompt
         best = fields.pop("best", None)
         return cls(**fields, best=BestCheckpoint(**best) if best else None)
-
-    def rng_state(self) -> tuple:
-        """The selection RNG's state in the tuple form `random.Random.setstate` takes."""
-        version, internal, gauss = self.selection_rng
-        return version, tuple(internal), gauss
-
-
-def rng_to_json(state: tuple) -> list[Any]:
-    version, internal, gauss = state
-    return [version, list(internal), gauss]

@@ -15,6 +15,7 @@ from pathlib import Path
 from mstar_ray.config import LabelKind
 from mstar_ray.core.records import Prompt
 from mstar_ray.core.sampling import SamplingParams
+from mstar_ray.core.seeds import derive_seed
 from mstar_ray.core.steps import split_steps, step_prefixes
 from mstar_ray.eval.metrics import mark_correct
 from mstar_ray.eval.validation import Generator
@@ -50,7 +51,7 @@ def label_steps(generator: Generator, prompts: Sequence[Prompt], spec: LabelingS
     requests = list(dict.fromkeys((index, prefix) for index, steps, _ in labeled for prefix in step_prefixes(steps)))
     completions = generator.generate(
         [prompts[index] for index, _ in requests],
-        spec.sampling.with_(n=spec.completions_per_step, seed=spec.sampling.seed + 1),
+        spec.sampling.with_(n=spec.completions_per_step, seed=derive_seed(spec.sampling.seed, "completions")),
         prefixes=[prefix for _, prefix in requests],
     )
     mark_correct(completions)

@@ -48,6 +48,7 @@ class EngineSpec:
     vllm: VLLMConfig
     seed: int = 0
     trust_remote_code: bool = False
+    deterministic: bool = False  # run.deterministic: the actor's process uses deterministic kernels
 
 
 def build_engine(spec: EngineSpec) -> RolloutEngine:
@@ -56,7 +57,7 @@ def build_engine(spec: EngineSpec) -> RolloutEngine:
         from mstar_ray.rollout.vllm_engine import VLLMRolloutEngine
 
         return VLLMRolloutEngine(
-            spec.model_path, spec.dtype, spec.use_gpu, spec.vllm, spec.seed, spec.trust_remote_code
+            spec.model_path, spec.dtype, spec.use_gpu, spec.vllm, spec.seed, spec.trust_remote_code, spec.deterministic
         )
     from mstar_ray.rollout.hf_engine import TransformersRolloutEngine
 

@@ -33,18 +33,26 @@ class VLLMRolloutEngine:
         options: VLLMConfig,
         seed: int = 0,
         trust_remote_code: bool = False,
+        deterministic: bool = False,
     ) -> None:
-        # In-process engine core: the actor's process is the engine (set before vllm is imported).
+        # In-process engine core: the actor's process is the engine, and its scheduling is deterministic (vLLM's
+        # reproducibility rule for offline use). Set before vllm is imported, as are the two below.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        if deterministic and use_gpu:
+            # Batch-invariant kernels: a request's tokens no longer depend on the batch it is decoded in. Only vLLM's
+            # GPU workers have them (its CPU backend ignores the switch).
+            os.environ["VLLM_BATCH_INVARIANT"] = "1"
         if not use_gpu:
             # Keep the actor's torch thread count instead of binding OpenMP threads to every core of the node.
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
         import vllm
 
         self.processor = load_processor(model_path, trust_remote_code)
-        memory = {"gpu_memory_utilization": options.gpu_memory_utilization}
+        limits = {"gpu_memory_utilization": options.gpu_memory_utilization}
+        if options.max_num_seqs is not None:
+            limits["max_num_seqs"] = options.max_num_seqs
         if options.kv_cache_gib is not None:
-            memory["kv_cache_memory_bytes"] = int(options.kv_cache_gib * 2**30)
+            limits["kv_cache_memory_bytes"] = int(options.kv_cache_gib * 2**30)
         self.llm = vllm.LLM(
             model=model_path,
             dtype=dtype,
@@ -61,7 +69,7 @@ class VLLMRolloutEngine:
             enable_chunked_prefill=use_gpu,
             limit_mm_per_prompt={"image": options.max_images_per_prompt},
             worker_extension_cls=EXTENSION,
-            **memory,
+            **limits,
         )
         self.sync_ranks = options.tensor_parallel_size  # members of the sync group this engine brings
         self.sleeps = options.sleep_while_training  # GPUs only (the config check refuses it on the CPU)

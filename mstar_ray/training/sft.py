@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from mstar_ray.config import LoRAConfig
+from mstar_ray.core.determinism import seed_process
 from mstar_ray.core.records import TrainExample
 from mstar_ray.core.seeds import derive_seed
 from mstar_ray.models.encoding import IGNORE_INDEX, collate, encode_example
@@ -39,6 +40,7 @@ class DistributedSpec:
     master_addr: str
     master_port: int
     use_gpu: bool
+    deterministic: bool = False  # run.deterministic: gradients reduced without overlapping the backward pass
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class PolicyOptions:
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
     lora: LoRAConfig | None = None  # train adapters only (None: all weights)
+    seed: int = 0  # run.seed: what a rank draws (fresh adapter weights, dropout masks) derives from it
 
 
 @dataclass
@@ -78,26 +81,6 @@ class TrainStats:
     steps_in_stage: int  # optimizer steps since the stage started (carries across calls in continuous mode)
     learning_rate: float  # after the last step
     epoch_losses: list[float]  # mean loss of each pass over the shard
-
-
-def rng_state() -> dict:
-    """This process's random state: Python's, torch's CPU generator and, on GPUs, every CUDA device's."""
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    """Put back what `rng_state` returned; CUDA's part needs as many visible devices as it was saved with."""
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if "cuda" in state:
-        if not torch.cuda.is_available() or torch.cuda.device_count() < len(state["cuda"]):
-            raise RuntimeError(
-                f"the trainer state holds {len(state['cuda'])} CUDA RNG states; this rank sees fewer GPUs"
-            )
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def mean_loss(stats: Sequence[TrainStats]) -> float:
@@ -142,18 +125,21 @@ def init_distributed(spec: DistributedSpec) -> None:
     deepspeed.init_distributed(dist_backend="nccl" if spec.use_gpu else "gloo")
 
 
-def deepspeed_config(optim: OptimSpec, world_size: int, use_gpu: bool, dtype: str) -> dict:
+def deepspeed_config(optim: OptimSpec, dist: DistributedSpec, dtype: str) -> dict:
     """The DeepSpeed config of one stage."""
+    zero = {"stage": optim.zero_stage, "reduce_bucket_size": optim.reduce_bucket_size}
+    if dist.deterministic:
+        zero["overlap_comm"] = False  # reductions overlapping the backward pass finish in timing-dependent order
     return {
         "train_micro_batch_size_per_gpu": optim.micro_batch_size,
         "gradient_accumulation_steps": optim.grad_accum_steps,
-        "train_batch_size": optim.micro_batch_size * optim.grad_accum_steps * world_size,
+        "train_batch_size": optim.micro_batch_size * optim.grad_accum_steps * dist.world_size,
         "gradient_clipping": optim.grad_clip,
-        "zero_optimization": {"stage": optim.zero_stage, "reduce_bucket_size": optim.reduce_bucket_size},
+        "zero_optimization": zero,
         "bf16": {"enabled": dtype == "bfloat16"},
         "optimizer": {
             "type": "AdamW",
-            "params": {"lr": optim.lr, "weight_decay": optim.weight_decay, "torch_adam": not use_gpu},
+            "params": {"lr": optim.lr, "weight_decay": optim.weight_decay, "torch_adam": not dist.use_gpu},
         },
         "steps_per_print": 10**9,
     }
@@ -172,6 +158,7 @@ class SFTTrainer:
         self.dtype = options.dtype
         self.device = torch.device("cuda" if dist.use_gpu else "cpu")
         self.processor = load_processor(model_path, options.trust_remote_code)
+        seed_process(options.seed, "trainer_load")  # fresh LoRA adapters, weights a checkpoint lacks
         self.model = self._load_model(model_path).to(self.device)
         self.engine = None
         self._base: dict[str, torch.Tensor] | None = None
@@ -234,7 +221,7 @@ class SFTTrainer:
         self.engine, *_ = deepspeed.initialize(
             model=self.model,
             model_parameters=[p for p in self.model.parameters() if p.requires_grad],
-            config=deepspeed_config(optim, self.dist.world_size, self.dist.use_gpu, self.dtype),
+            config=deepspeed_config(optim, self.dist, self.dtype),
             lr_scheduler=schedule,
         )
         self.optim = optim
@@ -244,6 +231,7 @@ class SFTTrainer:
         if self.engine is None:
             raise RuntimeError("start_stage must be called before train")
         self.engine.train()
+        seed_process(seed, "dropout", self.dist.rank)  # masks from the call's seed, whatever ran before
         encoded = [self._encode(ex) for ex in examples]
         mb = self.optim.micro_batch_size
         losses, epoch_losses, tokens, micro = [], [], 0, 0
@@ -320,21 +308,20 @@ class SFTTrainer:
         self.processor.save_pretrained(out_dir)
 
     def save_state(self, out_dir: str) -> None:
-        """Write the DeepSpeed engine's state (weights, optimizer, LR schedule, step count) and this rank's RNG;
-        every rank writes its own optimizer partition, so `out_dir` must be storage every rank can reach."""
+        """Write the DeepSpeed engine's state (weights, optimizer, LR schedule, step count); every rank writes its
+        own optimizer partition, so `out_dir` must be storage every rank can reach. No random state: every
+        `train` call seeds its own draws."""
         if self.engine is None:
             raise RuntimeError("save_state needs a started stage (start_stage)")
-        rng = rng_state()
-        self.engine.save_checkpoint(out_dir, tag=STATE_TAG, client_state={"rng": rng}, save_latest=False)
+        self.engine.save_checkpoint(out_dir, tag=STATE_TAG, save_latest=False)
 
     def load_state(self, in_dir: str) -> None:
         """Restore what `save_state` wrote into the current stage's engine (start_stage first, same settings)."""
         if self.engine is None:
             raise RuntimeError("load_state needs a started stage (start_stage)")
-        path, client = self.engine.load_checkpoint(in_dir, tag=STATE_TAG)
+        path, _ = self.engine.load_checkpoint(in_dir, tag=STATE_TAG)
         if path is None:
             raise FileNotFoundError(f"no trainer state under {in_dir}")
-        set_rng_state(client["rng"])
 
     def _zero3(self) -> bool:
         """Whether the parameters are partitioned across ranks (ZeRO-3) and must be gathered to be read whole."""

@@ -63,6 +63,27 @@ def test_lora_trains_adapters_and_exports_merged_weights(tiny_model, examples, t
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
+def test_a_ranks_fresh_adapters_and_dropout_masks_follow_the_run_seed(tiny_model, examples) -> None:
+    earlier_draws = iter(range(100, 200))
+
+    def trained(seed: int, train_seed: int = 3) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
+        torch.manual_seed(next(earlier_draws))  # the process's state before each step (another each time) is ignored
+        lora = LoRAConfig(enabled=True, r=4, alpha=8, dropout=0.3)
+        trainer = SFTTrainer(str(tiny_model), _dist(), PolicyOptions(lora=lora, seed=seed))
+        fresh = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_A" in n}
+        trainer.start_stage(OptimSpec(lr=1e-2, micro_batch_size=4))
+        torch.manual_seed(next(earlier_draws))
+        loss = trainer.train(examples[:4], epochs=2, seed=train_seed).mean_loss
+        return fresh, {n: p.detach().clone() for n, p in trainer._module().named_parameters() if "lora_" in n}, loss
+
+    (fresh, after, loss), (fresh2, after2, loss2) = trained(0), trained(0)
+    assert fresh and all(torch.equal(fresh[n], fresh2[n]) for n in fresh)  # adapters drawn from run.seed
+    assert loss == loss2 and all(torch.equal(after[n], after2[n]) for n in after)  # and the dropout masks
+    other_masks = trained(0, train_seed=4)
+    assert other_masks[2] != loss  # another training call's seed: other masks, another loss
+    assert not any(torch.equal(fresh[n], trained(1)[0][n]) for n in fresh)  # another run seed: other adapters
+
+
 def test_lora_targets_are_checked_before_any_actor_and_merges_keep_the_dtype(tiny_model) -> None:
     check_lora_targets(str(tiny_model), LoRAConfig(enabled=True))
     with pytest.raises(ValueError, match=r"match no linear layer .* its layers include"):

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from mstar_ray.cli import main
 from mstar_ray.loop.compare import compare_runs
@@ -54,3 +55,23 @@ def test_missing_files_and_record_counts_differ(tmp_path) -> None:
     assert str(compare_runs(c, d)[0]) == 'prm_labels.jsonl: "present" vs "absent"'
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         compare_runs(a, tmp_path)
+
+
+def test_final_weights_are_compared_tensor_by_tensor(tmp_path, capsys) -> None:
+    from safetensors.torch import save_file
+
+    a, b = _run(tmp_path, "a"), _run(tmp_path, "b")
+    weights = {"lm_head.weight": torch.arange(6.0).reshape(2, 3), "embed.weight": torch.ones(4)}
+    for run in (a, b):
+        (run / "checkpoints" / "final").mkdir(parents=True)
+        save_file(weights, run / "checkpoints" / "final" / "model.safetensors")
+    assert compare_runs(a, b)[1][-1] == "checkpoints/final (2 tensors)" and compare_runs(a, b)[0] is None
+    nudged = weights | {"lm_head.weight": weights["lm_head.weight"] + 1e-6}
+    save_file(nudged, b / "checkpoints" / "final" / "model.safetensors")
+    difference = compare_runs(a, b)[0]
+    assert (difference.file, difference.field) == ("checkpoints/final/model.safetensors", "lm_head.weight")
+    assert main(["compare", str(a), str(b)]) == 1
+    assert "lm_head.weight" in capsys.readouterr().out
+    assert compare_runs(a, b, rtol=1e-5)[0] is None  # within the stated tolerance of the largest magnitude
+    (b / "checkpoints" / "final" / "model.safetensors").unlink()
+    assert compare_runs(a, b)[0].field == "(files)"

@@ -95,7 +95,7 @@ def test_prm_threshold_keeps_scores_above_alpha_up_to_k() -> None:
 def test_prm_rules_refuse_unscored_samples() -> None:
     group = _group([(_resp("6"), [])])
     with pytest.raises(ValueError, match="prm_top_k needs PRM step scores"):
-        select_training_examples([group], SelectionSpec(SelectionRule.PRM_TOP_K), random.Random(0))
+        select_training_examples([group], SelectionSpec(SelectionRule.PRM_TOP_K), seed=0)
 
 
 def test_reward_pass_at_2_on_hand_built_cases() -> None:

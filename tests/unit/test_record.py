@@ -1,17 +1,13 @@
-"""The typed iteration record and its metrics.jsonl line, and the trainer's random state round trip."""
+"""The typed iteration record and its metrics.jsonl line."""
 
 from __future__ import annotations
-
-import random
-
-import torch
 
 from mstar_ray.core.records import Prompt, PromptRollouts, Sample, TrainExample
 from mstar_ray.core.sampling import SamplingParams
 from mstar_ray.eval.validation import EvalResult
 from mstar_ray.loop.record import IterationRecord, PseudoLabelStats, RolloutStats, TrainResult
 from mstar_ray.sync.coordinator import SyncStats
-from mstar_ray.training.sft import TrainStats, rng_state, set_rng_state
+from mstar_ray.training.sft import TrainStats
 
 PROMPT = Prompt("p0", "How many?", ("/x.png",), "3")
 
@@ -49,12 +45,3 @@ def test_an_iteration_without_training_or_validation_has_no_such_keys() -> None:
     ).to_json()  # fmt: skip
     assert line["train_examples"] == 0 and line["train_steps"] == 0 and "train_loss" not in line
     assert not any(k.startswith(("val_", "pseudo_")) for k in line) and "scored" not in line
-
-
-def test_the_random_state_round_trips() -> None:
-    saved = rng_state()
-    expected = (torch.rand(3), random.random())
-    torch.manual_seed(123), random.seed(123)
-    set_rng_state(saved)
-    assert torch.equal(torch.rand(3), expected[0]) and random.random() == expected[1]
-    assert "cuda" not in saved or len(saved["cuda"]) == torch.cuda.device_count()

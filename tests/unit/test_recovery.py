@@ -13,7 +13,7 @@ from mstar_ray.loop.state import DriverState
 def _with_checkpoints(run: RunDir, iterations: list[int]) -> RunDir:
     for i in iterations:
         staging = run.checkpoint_staging(f"iter_{i:04d}")
-        DriverState(i, i + 1, i, 1.0, {"epoch": 0, "position": 0}, None, [3, [0], None], True).write(staging)
+        DriverState(i, i + 1, i, 1.0, {"epoch": 0, "position": 0}, None, True).write(staging)
         run.publish_checkpoint(f"iter_{i:04d}")
     return run
 

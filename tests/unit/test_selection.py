@@ -77,19 +77,29 @@ def test_random_k_draws_distinct_texts() -> None:
 
 def test_no_correct_sample_gives_nothing() -> None:
     group = _group([_resp("5"), _resp("6")])
-    examples = select_training_examples([group], SelectionSpec(SelectionRule.RANDOM_K, 2), random.Random(0))
+    examples = select_training_examples([group], SelectionSpec(SelectionRule.RANDOM_K, 2), seed=0)
     assert examples == []
 
 
 def test_duplicates_are_kept_once_and_prompt_travels() -> None:
     other = Prompt("p1", "Which?\nChoices:\n(A) red\n(B) blue", ("/y.png",), "B")
     groups = [_group([_resp("3")] * 4), _group([_resp("B"), _resp("(B) blue", "x"), _resp("A")], other)]
-    examples = select_training_examples(groups, SelectionSpec(SelectionRule.ALL_CORRECT, 2), random.Random(0))
+    examples = select_training_examples(groups, SelectionSpec(SelectionRule.ALL_CORRECT, 2), seed=0)
     assert [(e.prompt.id, e.response) for e in examples] == [
         ("p0", _resp("3")),
         ("p1", _resp("B")),
         ("p1", _resp("(B) blue", "x")),
     ]
+
+
+def test_a_prompts_random_draw_depends_on_the_seed_and_its_id_not_on_the_other_prompts() -> None:
+    spec = SelectionSpec(SelectionRule.RANDOM_K, 1)
+    groups = [_group([_resp("3", str(i)) for i in range(8)], Prompt(f"p{j}", "?", ("/x.png",), "3")) for j in range(6)]
+    picks = lambda chosen, seed: {e.prompt.id: e.response for e in select_training_examples(chosen, spec, seed)}  # noqa: E731
+    together = picks(groups, seed=7)
+    assert picks(groups[::-1], seed=7) == together and picks(groups[3:4], seed=7) == {"p3": together["p3"]}
+    assert len(set(together.values())) > 1  # prompts with the same samples draw differently (their ids differ)
+    assert any(picks(groups, seed=s) != together for s in range(8, 12))  # another seed, other draws
 
 
 def test_metrics_on_hand_built_groups() -> None:
