@@ -8,7 +8,8 @@
    default and 16), with deterministic kernels, and in a second, fresh engine (an engine restart). Each setting's
    samples are compared with the first's: the share of identical samples and of prompts whose K samples all agree.
 2. Cost. Tokens per second of each backend, and seconds per training step of one DeepSpeed rank (a plain torch
-   AdamW step where DeepSpeed is not installed), with and without `run.deterministic`.
+   AdamW step where DeepSpeed is not installed), with and without `run.deterministic`; and the training step with
+   torch's filling of uninitialized memory left on, which `run.deterministic` turns off.
 
 Every engine and trainer runs in a fresh Python process of its own (the deterministic switches are process-wide,
 and vLLM takes one engine per process), so the script needs neither Ray nor a GPU; on a GPU it measures the GPU
@@ -140,6 +141,7 @@ def cell_main(spec: dict) -> None:
     torch.set_num_threads(spec["threads"])
     if spec["det"]:
         use_deterministic_kernels()
+        torch.utils.deterministic.fill_uninitialized_memory = spec.get("fill", False)
     result = run_training_cell(spec) if spec["kind"] == "train" else run_sampling_cell(spec)
     print(json.dumps(result))
 
@@ -182,6 +184,8 @@ def print_tables(rows: list[dict], costs: dict) -> None:
              for b, c in costs.items() if b != "training"]  # fmt: skip
     t = costs["training"]
     lines.append((f"{t['trainer']} s/step", t["seconds_per_step"], t["deterministic_seconds_per_step"]))
+    fill = t["deterministic_filling_memory_seconds_per_step"]
+    lines.append((f"{t['trainer']} s/step, uninitialized memory filled", t["seconds_per_step"], fill))
     for what, without, with_ in lines:
         print(f"| {what} | {without:.4g} | {with_:.4g} | {with_ / without:.2f} |")
 
@@ -211,9 +215,13 @@ def main() -> None:
     for backend in args.backends:
         backend_rows, costs[backend] = measure_backend(backend, base)
         rows += backend_rows
-    train = {det: _cell(base | {"kind": "train", "det": det}) for det in (False, True)}
-    costs["training"] = {"trainer": train[False]["trainer"], "seconds_per_step": train[False]["seconds_per_step"],
-                         "deterministic_seconds_per_step": train[True]["seconds_per_step"]}  # fmt: skip
+    train = [_cell(base | {"kind": "train", "det": det, "fill": fill}) for det, fill in ((0, 0), (1, 0), (1, 1))]
+    costs["training"] = {
+        "trainer": train[0]["trainer"],
+        "seconds_per_step": train[0]["seconds_per_step"],
+        "deterministic_seconds_per_step": train[1]["seconds_per_step"],
+        "deterministic_filling_memory_seconds_per_step": train[2]["seconds_per_step"],
+    }
 
     print(f"\n{args.prompts} prompts x {args.samples} samples, up to {args.max_new_tokens} tokens, {args.device}")
     print_tables(rows, costs)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mstar_ray.config import ConfigError, MStarConfig
+from mstar_ray.config.io import load_config
 from mstar_ray.groups.cluster import connect_ray
 from mstar_ray.groups.placement import Placement
 from mstar_ray.loop.datasets import load_datasets
@@ -16,6 +17,31 @@ from mstar_ray.loop.run_dir import RunDir
 from mstar_ray.loop.state import DriverState
 
 log = logging.getLogger("mstar")
+
+# What a checkpoint's state means depends on these: a resume that changed one would not continue the same run
+KEPT_ON_RESUME = ("run.seed", "loop.mode", "loop.interval", "resources.trainer_ranks", "train.zero_stage", "train.lora")
+
+
+def check_resume_keeps_the_run(run: RunDir, cfg: MStarConfig) -> None:
+    """Refuse resume overrides that change the run's seed, its prompt order or its trainer state's layout."""
+    saved, now = _dotted(load_config(run.path / "config.yaml").model_dump()), _dotted(cfg.model_dump())
+    for key, value in saved.items():
+        if key.startswith(KEPT_ON_RESUME) and now[key] != value:
+            raise ConfigError(
+                f"{key}: a resumed run keeps its {key} ({value!r}); the checkpoint's prompts, draws and trainer "
+                "state depend on it. Start a new run to change it"
+            )
+
+
+def _dotted(tree: dict, prefix: str = "") -> dict:
+    """A nested config dump as {dotted key: value}."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= _dotted(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def run_mstar(cfg: MStarConfig, resume: str | Path | None = None, overrides: Sequence[str] = ()) -> dict:
@@ -30,6 +56,7 @@ def run_mstar(cfg: MStarConfig, resume: str | Path | None = None, overrides: Seq
     checkpoint = None
     if resume is not None:
         run = RunDir.open(resume)
+        check_resume_keeps_the_run(run, cfg)
         checkpoint = run.resumable_checkpoint()
     data = load_datasets(cfg, benchmarks=True)
     preflight(cfg, data)

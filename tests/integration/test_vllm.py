@@ -36,6 +36,7 @@ def _config(data: dict[str, Path], model: Path, *extra: str):
             "rollout.backend=vllm",
             "rollout.vllm.kv_cache_gib=0.25",
             "rollout.vllm.max_model_len=1024",
+            "rollout.vllm.enforce_eager=true",  # no compile warm-up: about 25 s less per engine here
             "resources.torch_threads=1",
             "resources.cpus_per_rollout_worker=1",
             "resources.cpus_per_trainer=1",

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
+from mstar_ray.cli import main
+from mstar_ray.config import ConfigError
 from mstar_ray.config.io import load_config
 from mstar_ray.loop.checkpoints import Checkpoints, better_checkpoint
+from mstar_ray.loop.launch import check_resume_keeps_the_run
 from mstar_ray.loop.run_dir import RunDir
 from mstar_ray.loop.state import STATE_FILE, TRAINER_STATE_DIR, BestCheckpoint, DriverState
 
@@ -119,3 +123,13 @@ def test_a_resumed_run_records_its_overrides(new_run_dir) -> None:
     assert lines == ['{"after_iteration": 2, "overrides": ["monitor.tensorboard=false"]}']
     with pytest.raises(ValueError, match="no resumable checkpoint"):
         run.resumable_checkpoint()
+
+
+def test_a_resume_may_not_change_what_its_checkpoint_depends_on(new_run_dir) -> None:
+    run = new_run_dir("run.seed=3")
+    saved = run.path / "config.yaml"
+    check_resume_keeps_the_run(run, load_config(saved, ["monitor.tensorboard=false", "run.seed=3"]))  # allowed
+    for override in ("run.seed=4", "loop.interval=0.5", "resources.trainer_ranks=2", "train.lora.enabled=true"):
+        with pytest.raises(ConfigError, match=re.escape(override.split("=")[0]) + ": a resumed run keeps"):
+            check_resume_keeps_the_run(run, load_config(saved, [override]))
+    assert main(["run", "--resume", str(run.path), "run.seed=4"]) == 2  # before any checkpoint is looked for
