@@ -19,6 +19,7 @@ paths (`--device cuda`). Prints tables and writes benchmarks/results/reproducibi
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import subprocess
@@ -28,6 +29,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDE, NARROW = {"transformers": 512, "vllm": None}, {"transformers": 32, "vllm": 16}
+
+
+def _repo_relative(path: Path) -> str:
+    """`path` relative to the repository when it lies inside it, else its last part."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else resolved.name
 
 
 def _cell(spec: dict) -> dict:
@@ -92,10 +99,10 @@ def run_training_cell(spec: dict) -> dict:
 
     prompts = load_prompts(Path(spec["data"]) / "seed.json")[0]
     examples = [TrainExample(p, p.reference) for p in prompts][: 4 * spec["steps"]]
-    try:
-        from mstar_ray.training.sft import DistributedSpec, OptimSpec, PolicyOptions, SFTTrainer
-    except ImportError:
+    if importlib.util.find_spec("deepspeed") is None:
         return _plain_torch_steps(spec, examples)
+    from mstar_ray.training.sft import DistributedSpec, OptimSpec, PolicyOptions, SFTTrainer
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -141,7 +148,7 @@ def cell_main(spec: dict) -> None:
     torch.set_num_threads(spec["threads"])
     if spec["det"]:
         use_deterministic_kernels()
-        torch.utils.deterministic.fill_uninitialized_memory = spec.get("fill", False)
+        torch.utils.deterministic.fill_uninitialized_memory = bool(spec.get("fill"))
     result = run_training_cell(spec) if spec["kind"] == "train" else run_sampling_cell(spec)
     print(json.dumps(result))
 
@@ -153,8 +160,9 @@ def identical(reference: list[list[str]], other: list[list[str]]) -> dict:
     return {"samples": round(sum(a == b for a, b in pairs) / len(pairs), 4), "prompts": round(prompts, 4)}
 
 
-def measure_backend(backend: str, base: dict) -> tuple[list[dict], dict]:
-    """Identical-sample shares and the determinism cost of one backend."""
+def measure_backend(backend: str, base: dict, rounds: int) -> tuple[list[dict], dict]:
+    """Identical-sample shares and the determinism cost of one backend (tokens/s of every engine, with `rounds`
+    more engines each way, started in turns, for the spread between processes)."""
     spec = base | {"kind": "sample", "backend": backend}
     wide = _cell(spec | {"batch": WIDE[backend], "det": False, "workers": [1, 2]})
     narrow = _cell(spec | {"batch": NARROW[backend], "det": False, "workers": [1, 2]})
@@ -169,8 +177,12 @@ def measure_backend(backend: str, base: dict) -> tuple[list[dict], dict]:
         ("fresh engine (restart)", restarted["samples"]["1"]),
     ]
     rows = [{"backend": backend, "setting": name} | identical(reference, got) for name, got in settings]
-    cost = {"tokens_per_second": wide["tokens_per_second"], "deterministic_tokens_per_second": det["tokens_per_second"]}
-    return rows, cost
+    off, on = [wide, restarted], [det]
+    for _ in range(rounds):
+        on.append(_cell(spec | {"batch": WIDE[backend], "det": True, "workers": []}))
+        off.append(_cell(spec | {"batch": WIDE[backend], "det": False, "workers": []}))
+    cost = {"tokens_per_second": [c["tokens_per_second"] for c in off]}
+    return rows, cost | {"deterministic_tokens_per_second": [c["tokens_per_second"] for c in on]}
 
 
 def print_tables(rows: list[dict], costs: dict) -> None:
@@ -178,7 +190,7 @@ def print_tables(rows: list[dict], costs: dict) -> None:
     print("| --- | --- | ---: | ---: |")
     for r in rows:
         print(f"| {r['backend']} | {r['setting']} | {r['samples']:.1%} | {r['prompts']:.1%} |")
-    print("\n| what | without run.deterministic | with | with / without |")
+    print("\n| what (median over fresh processes, range) | without run.deterministic | with | with / without |")
     print("| --- | ---: | ---: | ---: |")
     lines = [(f"{b} tokens/s", c["tokens_per_second"], c["deterministic_tokens_per_second"])
              for b, c in costs.items() if b != "training"]  # fmt: skip
@@ -187,7 +199,9 @@ def print_tables(rows: list[dict], costs: dict) -> None:
     fill = t["deterministic_filling_memory_seconds_per_step"]
     lines.append((f"{t['trainer']} s/step, uninitialized memory filled", t["seconds_per_step"], fill))
     for what, without, with_ in lines:
-        print(f"| {what} | {without:.4g} | {with_:.4g} | {with_ / without:.2f} |")
+        a, b = statistics.median(without), statistics.median(with_)
+        ranges = [f"{statistics.median(v):.4g} ({min(v):.4g}-{max(v):.4g})" for v in (without, with_)]
+        print(f"| {what} | {ranges[0]} | {ranges[1]} | {b / a:.2f} |")
 
 
 def main() -> None:
@@ -202,6 +216,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-steps", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=2, help="more engines and trainers each way, for the spread")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="reproducibility.json")
     args = parser.parse_args()
@@ -213,21 +228,22 @@ def main() -> None:
     base |= {"repeats": args.repeats, "steps": args.train_steps}
     rows, costs = [], {}
     for backend in args.backends:
-        backend_rows, costs[backend] = measure_backend(backend, base)
+        backend_rows, costs[backend] = measure_backend(backend, base, args.rounds)
         rows += backend_rows
-    train = [_cell(base | {"kind": "train", "det": det, "fill": fill}) for det, fill in ((0, 0), (1, 0), (1, 1))]
+    settings = [(False, False), (True, False), (True, True)]  # (run.deterministic, uninitialized memory filled)
+    train = lambda det, fill: _cell(base | {"kind": "train", "det": det, "fill": fill})  # noqa: E731
+    rounds = [[train(det, fill) for det, fill in settings] for _ in range(args.rounds + 1)]
+    steps = [[r[i]["seconds_per_step"] for r in rounds] for i in range(len(settings))]
     costs["training"] = {
-        "trainer": train[0]["trainer"],
-        "seconds_per_step": train[0]["seconds_per_step"],
-        "deterministic_seconds_per_step": train[1]["seconds_per_step"],
-        "deterministic_filling_memory_seconds_per_step": train[2]["seconds_per_step"],
+        "trainer": rounds[0][0]["trainer"],
+        "seconds_per_step": steps[0],
+        "deterministic_seconds_per_step": steps[1],
+        "deterministic_filling_memory_seconds_per_step": steps[2],
     }
-
     print(f"\n{args.prompts} prompts x {args.samples} samples, up to {args.max_new_tokens} tokens, {args.device}")
     print_tables(rows, costs)
-    model = Path(args.model).resolve()  # result files name no machine's paths
-    model_name = str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else model.name
-    settings = vars(args) | {"model": model_name, "data": None, "cell": None}
+    names = {k: _repo_relative(getattr(args, k)) for k in ("model", "data")}  # result files name no machine's paths
+    settings = {k: v for k, v in vars(args).items() if k != "cell"} | names
     result = {"settings": settings, "identical_samples": rows, "cost": costs}
     out = ROOT / "benchmarks" / "results" / args.out
     out.write_text(json.dumps(result, indent=2) + "\n")

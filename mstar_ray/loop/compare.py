@@ -2,8 +2,8 @@
 
 Two runs of one config and seed must agree line by line: the journals (`metrics.jsonl`, `prompts.jsonl`), the
 PRM's step labels and the summary; then the weights they ended with (the final policy, the trained PRM), tensor by
-tensor. Wall-clock figures are left out, and each run's own directory path is normalised, so only what the run
-computed is compared.
+tensor. Wall-clock figures are left out, and each run's own directory path (where it is now, and where its config
+put it, for a run directory moved since) is normalised, so only what the run computed is compared.
 """
 
 from __future__ import annotations
@@ -42,14 +42,29 @@ def _short(value: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _normalised(value: Any, own_path: str) -> Any:
+def _own_paths(run: Path) -> list[str]:
+    """The ways a run's records may name its directory, longest first: as given, resolved, and as its config put
+    it (`run.output_dir/run.name`, which is where it was written if it moved since)."""
+    import yaml
+
+    section = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("run") or {}
+    paths = {str(run), str(run.resolve())}
+    if "output_dir" in section and "name" in section:
+        written = Path(section["output_dir"]) / section["name"]
+        paths |= {str(written), str(written.resolve())}
+    return sorted(paths, key=len, reverse=True)
+
+
+def _normalised(value: Any, own_paths: list[str]) -> Any:
     """`value` without timing keys, with the run directory's own path written as RUN_DIR."""
     if isinstance(value, dict):
-        return {k: _normalised(v, own_path) for k, v in value.items() if k not in TIMING_KEYS}
+        return {k: _normalised(v, own_paths) for k, v in value.items() if k not in TIMING_KEYS}
     if isinstance(value, list):
-        return [_normalised(v, own_path) for v in value]
+        return [_normalised(v, own_paths) for v in value]
     if isinstance(value, str):
-        return value.replace(own_path, "RUN_DIR")
+        for path in own_paths:
+            value = value.replace(path, "RUN_DIR")
+        return value
     return value
 
 
@@ -96,8 +111,8 @@ def compare_runs(run_a: str | Path, run_b: str | Path, rtol: float = 0.0) -> tup
         if fa.exists() != fb.exists():
             presence = ["present" if f.exists() else "absent" for f in (fa, fb)]
             return Difference(name, None, "", *presence), compared
-        ra = [_normalised(r, str(a_dir)) for r in _records(fa)]
-        rb = [_normalised(r, str(b_dir)) for r in _records(fb)]
+        ra = [_normalised(r, _own_paths(a_dir)) for r in _records(fa)]
+        rb = [_normalised(r, _own_paths(b_dir)) for r in _records(fb)]
         journal = name.endswith(".jsonl")
         for i, (x, y) in enumerate(zip(ra, rb, strict=False)):  # the shorter run's records, then the count
             found = _first_field(x, y, rtol)

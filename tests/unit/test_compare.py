@@ -15,7 +15,7 @@ from mstar_ray.loop.compare import compare_runs
 def _run(root: Path, name: str, val: float = 0.5, seconds: float = 1.0) -> Path:
     run = root / name
     run.mkdir(parents=True)
-    (run / "config.yaml").write_text("run: {}\n")
+    (run / "config.yaml").write_text(f"run: {{output_dir: {root}, name: {name}}}\n")
     records = [
         {"iteration": 0, "prm": {"path": str(run / "prm"), "seconds": seconds * 3}, "seconds": {"prm": seconds}},
         {"iteration": 1, "val_greedy_accuracy": val, "sync_gb_per_s": seconds, "seconds": {"rollout": seconds}},
@@ -33,6 +33,12 @@ def test_runs_that_differ_only_in_timings_and_paths_agree(tmp_path, capsys) -> N
     assert compared == ["metrics.jsonl (2 records)", "prompts.jsonl (1 records)", "summary.json"]
     assert main(["compare", str(a), str(b)]) == 0
     assert "identical" in capsys.readouterr().out
+
+
+def test_a_run_directory_moved_after_its_run_still_compares_by_what_it_computed(tmp_path) -> None:
+    a, b = _run(tmp_path, "a"), _run(tmp_path, "b")
+    moved = a.rename(tmp_path / "a_first")  # its records still name tmp_path/a, where the run wrote them
+    assert compare_runs(moved, b)[0] is None
 
 
 def test_the_first_differing_record_and_field_is_named_and_the_command_fails(tmp_path, capsys) -> None:
