@@ -103,11 +103,10 @@ def _assert_reproducible(configs: dict[str, MStarConfig], probe) -> None:
     assert [r["iteration"] for r in records] == [0, 1, 1, 2]  # pre-evolution, the temperature search, 2 iterations
     assert all(r["train_steps"] > 0 for r in records[2:])  # the iterations selected and trained
     assert (runs["a"] / "checkpoints" / "iter_0002" / "driver_state.json").is_file()
-    if "other_seed" in runs:
-        other = compare_runs(runs["a"], runs["other_seed"])[0]
-        assert other is not None and other.file == "metrics.jsonl" and other.record == 0  # from seed SFT on
-        for name in ("prompts.jsonl", "prm_labels.jsonl", "checkpoints/final/model.safetensors"):
-            assert (runs["a"] / name).read_bytes() != (runs["other_seed"] / name).read_bytes()
+    other = compare_runs(runs["a"], runs["other_seed"])[0]
+    assert other is not None and other.file == "metrics.jsonl" and other.record == 0  # from seed SFT on
+    for name in ("prompts.jsonl", "prm_labels.jsonl", "checkpoints/final/model.safetensors"):
+        assert (runs["a"] / name).read_bytes() != (runs["other_seed"] / name).read_bytes()
 
 
 def test_two_runs_of_one_seed_agree_on_the_transformers_backend(ray_cluster, run_data, tiny_model, tmp_path) -> None:
@@ -127,12 +126,14 @@ def test_two_runs_of_one_seed_agree_on_the_transformers_backend(ray_cluster, run
 
 @pytest.mark.vllm
 def test_two_runs_of_one_seed_agree_on_the_vllm_backend(ray_cluster, run_data, tiny_model, tmp_path) -> None:
-    """Also the loop on vLLM: each iteration samples with the latest weights, trains and syncs them into vLLM.
-    (Another seed's run is left to the transformers test: on vLLM a seed reaches the samples as request seeds,
-    which `test_vllm.py` checks, and the rest of the run is the same code.)"""
+    """Also the loop on vLLM: each iteration samples with the latest weights, trains and syncs them into vLLM."""
     extra = ["rollout.backend=vllm", "rollout.vllm.kv_cache_gib=0.25", "rollout.vllm.max_model_len=1024"]
     extra += ["rollout.vllm.enforce_eager=true"]  # no compile warm-up: about 25 s less per engine here
-    configs = {name: _config(run_data, tiny_model, tmp_path, name, *extra) for name in ("a", "b")}
+    configs = {
+        "a": _config(run_data, tiny_model, tmp_path, "a", *extra),
+        "b": _config(run_data, tiny_model, tmp_path, "b", *extra),
+        "other_seed": _config(run_data, tiny_model, tmp_path, "other_seed", *extra, "run.seed=1"),
+    }
 
     def probe(loop: MStarRun) -> None:
         iterations = [r for r in loop.run_dir.read_metrics() if "prompts" in r]
