@@ -54,6 +54,7 @@ class SelectionRule(str, Enum):
     ALL_CORRECT = "all_correct"
     PRM_TOP_K = "prm_top_k"
     PRM_THRESHOLD = "prm_threshold"
+    ORACLE_TOP_K = "oracle_top_k"  # process-correct responses first, by the checker: a ceiling on data with truth
 
 
 PRM_RULES = (SelectionRule.PRM_TOP_K, SelectionRule.PRM_THRESHOLD)

@@ -72,6 +72,9 @@ class DataColumnsConfig(Section):
     """Row id column (null: id, pid, index, question_id or uid; else the row number)."""
     reference: str | None = None
     """Gold chain-of-thought column (null: reference, solution or rationale; optional)."""
+    truth: str | None = None
+    """Ground-truth column: an object saying what generated the row (null: truth; optional). The synthetic task
+    writes one, so the process checker can mark each step of a response true or false."""
 
 
 class DataConfig(Section):
@@ -245,9 +248,11 @@ class LoopConfig(Section):
     interval: float = Field(default=0.25, gt=0, le=1)
     """Share of the labeled prompts traversed per iteration."""
     selection: SelectionRule = Field(default=SelectionRule.RANDOM_K, strict=False)
-    """Rule choosing training responses among correct ones."""
+    """Rule choosing training responses among correct ones (oracle_top_k ranks by the process checker: the ceiling a
+    perfect PRM would reach, on data with ground truth only)."""
     top_k: int = Field(default=2, ge=1)
-    """Responses kept per prompt by the selection rule (random_k, prm_top_k; the cap of prm_threshold)."""
+    """Responses kept per prompt by the selection rule (random_k, prm_top_k, oracle_top_k; the cap of
+    prm_threshold)."""
     score_threshold: float = Field(default=0.5, ge=0, le=1)
     """prm_threshold keeps correct responses whose PRM score is above this (alpha)."""
     mixin_unlabeled: bool = False

@@ -14,6 +14,9 @@ class Prompt:
     images: tuple[str, ...]  # absolute paths, in the order the model is shown them
     answer: str  # gold final answer, e.g. "3" or "B"
     reference: str = ""  # gold response with chain of thought, when the dataset has one
+    # What generated the prompt, where the data knows it (the synthetic task: grid, counts, question kind);
+    # real datasets have none. Not part of the prompt's identity.
+    truth: dict | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -26,6 +29,7 @@ class Sample:
     finished: bool  # ended with EOS rather than hitting max_new_tokens
     weights_version: int
     correct: bool | None = None  # set by the verify phase
+    process: str | None = None  # set by the verify phase where the prompt has ground truth (eval.process.Process)
     step_scores: list[float] = field(default_factory=list)  # one per reasoning step, set by a PRM
     token_logprobs: list[float] | None = None  # one per response token, when sampling asked for them
 

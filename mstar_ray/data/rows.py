@@ -11,7 +11,8 @@ Columns are found by name unless `data.columns` names them:
   value `{"bytes", "path"}` (bytes are written once into the image cache), or a list of these for several images;
 - id: id, pid, index, question_id, uid, else the row number ("#12");
 - reference: reference, solution, rationale (optional); without a `# Answer` section the answer is appended as one,
-  so seed SFT learns the same response format the loop verifies.
+  so seed SFT learns the same response format the loop verifies;
+- truth: truth (optional): an object saying what generated the row, kept as `Prompt.truth` for the process checker.
 
 A row that cannot be used gives the reason as a string instead of a `Prompt`.
 """
@@ -35,6 +36,7 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "image": ("images", "image", "decoded_image", "image_path", "image_paths"),
     "id": ("id", "pid", "index", "question_id", "uid"),
     "reference": ("reference", "solution", "rationale"),
+    "truth": ("truth",),
 }
 
 
@@ -52,6 +54,7 @@ class Columns:
     image: tuple[str, ...]  # a row's images come from the first of these it has a value in
     id: str | None
     reference: str | None
+    truth: str | None = None
 
     def to_dict(self) -> dict[str, str | tuple[str, ...] | None]:
         return asdict(self)
@@ -69,12 +72,13 @@ def resolve_columns(
     Raises `ValueError` naming the `data.columns` key when a named column is missing or a needed one is not found.
     """
     if not names:  # no row is an object: every row is skipped for that, whatever the columns
-        return Columns(None, None, None, (), None, None)
+        return Columns(None, None, None, (), None, None, None)
     listed = ", ".join(names)
     for key, name in explicit.model_dump().items():
         if name is not None and name not in names:
             raise ValueError(f"data.columns.{key}: {where} has no column {name!r}; its columns: {listed}")
-    found = {key: getattr(explicit, key) or _first(CANDIDATES[key], names) for key in ("answer", "id", "reference")}
+    optional = ("answer", "id", "reference", "truth")
+    found = {key: getattr(explicit, key) or _first(CANDIDATES[key], names) for key in optional}
     conversations = CONVERSATIONS if explicit.question is None and CONVERSATIONS in names else None
     question = explicit.question or (None if conversations else _first(CANDIDATES["question"], names))
     present = [c for c in CANDIDATES["image"] if c in names]
@@ -90,7 +94,7 @@ def resolve_columns(
                 f"data.columns.{key}: no {key} column in {where} (looked for {looked_for}); its columns: {listed}; "
                 f"name it with data.columns.{key}=COLUMN"
             )
-    return Columns(question, conversations, found["answer"], image, found["id"], found["reference"])
+    return Columns(question, conversations, found["answer"], image, found["id"], found["reference"], found["truth"])
 
 
 def _first(candidates: Sequence[str], names: Sequence[str]) -> str | None:
@@ -163,8 +167,11 @@ class RowParser:
         images = self._images(next((row[c] for c in self.columns.image if row.get(c) not in (None, "", [])), None))
         if isinstance(images, str):
             return images
+        truth = row.get(self.columns.truth) if self.columns.truth else None
+        if truth is not None and not isinstance(truth, dict):
+            return "truth is not an object"
         question, answer, reference = texts
-        return Prompt(self.row_id(row, index), question, images, answer, reference)
+        return Prompt(self.row_id(row, index), question, images, answer, reference, truth)
 
     def _texts(self, row: dict) -> tuple[str, str, str] | str:
         """(question, answer, reference) of a row, or the reason they are unusable."""

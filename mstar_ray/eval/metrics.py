@@ -9,15 +9,19 @@ from mstar_ray.config import ScoreAggregation
 from mstar_ray.core.answers import is_correct
 from mstar_ray.core.records import PromptRollouts, Sample
 from mstar_ray.core.steps import aggregate
+from mstar_ray.eval.process import check_response, has_truth
 
 
 def mark_correct(rollouts: Sequence[PromptRollouts]) -> None:
-    """Set `correct` on every sample: it ended by itself and its final answer matches the prompt's label."""
+    """Set `correct` on every sample: it ended by itself and its final answer matches the prompt's label; where the
+    prompt has ground truth, also set `process` (whether the steps behind the answer are true)."""
     for group in rollouts:
+        truth = group.prompt.truth
         for sample in group.samples:
             # A response cut off at max_new_tokens is never correct: training on it would teach stopping mid-text.
             ok = sample.finished and is_correct(sample.text, group.prompt.answer, group.prompt.question)
             sample.correct = ok
+            sample.process = check_response(sample.text, truth, ok).process.value if has_truth(truth) else None
 
 
 def first_sample_accuracy(rollouts: Sequence[PromptRollouts]) -> float:

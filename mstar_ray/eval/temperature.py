@@ -25,6 +25,12 @@ class TemperaturePoint:
     sample_accuracy: float
     random_pass_at_2: float
     reward_pass_at_2: float | None
+    choice_rate: float | None = None
+    flaw_rate: float | None = None  # where the prompts have ground truth, as the pairwise figures below
+    prm_pairwise_accuracy: float | None = None
+    prm_pairs: int | None = None
+    prm_pairwise_low: float | None = None
+    prm_pairwise_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,8 @@ def search_temperature(
     for temperature in grid:
         sampled = rollout.generate(prompts, sampling.with_(temperature=temperature))
         mark_correct(sampled)
-        figures = sampled_figures(sampled, scorer, aggregation)  # Reward-Pass@2 is logged whenever a PRM runs
+        # Reward-Pass@2 is logged whenever a PRM runs
+        figures = sampled_figures(sampled, scorer, aggregation, sampling.seed)
         curve.append(TemperaturePoint(temperature, **figures))
     best = max(curve, key=lambda p: (getattr(p, criterion.value), -abs(p.temperature - sampling.temperature)))
     return TemperatureSearch(criterion, best.temperature, curve)

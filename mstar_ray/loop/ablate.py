@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mstar_ray.config import ConfigError
 from mstar_ray.config.io import config_to_yaml, load_config
+from mstar_ray.loop.record import SELECTION_KEYS
 
 log = logging.getLogger("mstar")
 
@@ -136,9 +137,8 @@ class Ablation:
             for table, out_table in zip(self.spec.tables, tables, strict=True):
                 for row, out_row in zip(table.rows, out_table["rows"], strict=True):
                     summary = self.variant(seed, base_dir, table, row) if row.evolve else base_summary
-                    out_row["runs"].append(
-                        {"seed": seed, "test": summary["final"], "wall_seconds": summary["wall_seconds"]}
-                    )
+                    run = {"seed": seed, "test": summary["final"], "wall_seconds": summary["wall_seconds"]}
+                    out_row["runs"].append(run | {"selected_data": summary.get("selected_data")})
         results = {"config": self.spec.config, "seeds": self.spec.seeds, "tables": tables}
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "ablation.json").write_text(json.dumps(results, indent=2))
@@ -151,23 +151,35 @@ def _mean_sd(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"
 
 
+def _cell(values: list[float | None]) -> str:
+    """Mean ± sd in percent, or a dash unless every run has the figure."""
+    return _mean_sd(values) if values and all(v is not None for v in values) else "-"
+
+
 def markdown(results: dict) -> str:
-    """The tables as markdown: test greedy accuracy and Pass@K in percent, mean ± standard deviation over seeds."""
+    """The tables as markdown: test greedy accuracy, Pass@K, Reward-Pass@2 and, where the data has ground truth,
+    strict accuracy and how process-correct the selected data was (beside random-k's expectation), in percent,
+    mean ± standard deviation over seeds."""
     seeds = ", ".join(str(s) for s in results["seeds"])
     parts = [f"Test split, percent, mean ± sd over run seeds {seeds} (config `{results['config']}`).\n"]
     for table in results["tables"]:
         k = table["rows"][0]["runs"][0]["test"]["k"]
+        runs = [r for row in table["rows"] for r in row["runs"]]
+        truth = any(r["test"].get("strict_accuracy") is not None for r in runs)
         parts.append(f"### {table['title']}\n")
-        parts.append(f"| variant | accuracy (greedy) | Pass@{k} | Reward-Pass@2 | per seed (greedy) |")
-        parts.append("| --- | ---: | ---: | ---: | --- |")
+        extra = " strict accuracy | selected sound | random-k sound |" if truth else ""
+        parts.append(f"| variant | accuracy (greedy) | Pass@{k} | Reward-Pass@2 |{extra} per seed (greedy) |")
+        parts.append("| --- | ---: | ---: | ---: |" + " ---: |" * (3 if truth else 0) + " --- |")
         for row in table["rows"]:
             tests = [r["test"] for r in row["runs"]]
             greedy = [t["greedy_accuracy"] for t in tests]
-            rp2 = [t["reward_pass_at_2"] for t in tests if t.get("reward_pass_at_2") is not None]
+            cells = [_mean_sd(greedy), _mean_sd([t["pass_at_k"] for t in tests])]
+            cells.append(_cell([t.get("reward_pass_at_2") for t in tests]))
+            if truth:
+                selected = [r.get("selected_data") or {} for r in row["runs"]]
+                cells.append(_cell([t.get("strict_accuracy") for t in tests]))
+                cells += [_cell([s.get(key) for s in selected]) for key in SELECTION_KEYS[:2]]
             per_seed = ", ".join(f"{100 * g:.1f}" for g in greedy)
-            parts.append(
-                f"| {row['name']} | {_mean_sd(greedy)} | {_mean_sd([t['pass_at_k'] for t in tests])} | "
-                f"{_mean_sd(rp2) if len(rp2) == len(tests) else '-'} | {per_seed} |"
-            )
+            parts.append(f"| {row['name']} | {' | '.join(cells)} | {per_seed} |")
         parts.append("")
     return "\n".join(parts)

@@ -1,9 +1,10 @@
 """`mstar compare RUN_A RUN_B`: the first record in which two run directories differ, timings aside.
 
 Two runs of one config and seed must agree line by line: the journals (`metrics.jsonl`, `prompts.jsonl`), the
-PRM's step labels and the summary; then the weights they ended with (the final policy, the trained PRM), tensor by
-tensor. Wall-clock figures are left out, and each run's own directory path (where it is now, and where its config
-put it, for a run directory moved since) is normalised, so only what the run computed is compared.
+PRM's step labels, the greedy test responses and the summary; then the weights they ended with (the final policy,
+the trained PRM), tensor by tensor. Wall-clock figures are left out, and each run's own directory path (where it is
+now, and where its config put it, for a run directory moved since) is normalised, so only what the run computed is
+compared.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 # Keys whose values are wall-clock measurements, never results
 TIMING_KEYS = frozenset({"seconds", "wall_seconds", "sync_gb_per_s"})
 # Compared in this order; a file both runs lack is skipped
-RUN_FILES = ("metrics.jsonl", "prompts.jsonl", "prm_labels.jsonl", "summary.json")
+RUN_FILES = ("metrics.jsonl", "prompts.jsonl", "prm_labels.jsonl")
+RUN_FILES += ("test_responses_pre_evolved.jsonl", "test_responses_final.jsonl", "summary.json")
 WEIGHT_DIRS = ("checkpoints/final", "prm")  # their *.safetensors, compared after the records
 
 

@@ -7,11 +7,12 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mstar_ray.config import MStarConfig
+from mstar_ray.config import ConfigError, MStarConfig, SelectionRule
 from mstar_ray.core.records import Prompt
 from mstar_ray.core.seeds import derive_seed
 from mstar_ray.data.formats import BadRowError, load_prompts
 from mstar_ray.eval.benchmarks.runner import LoadedBenchmark, benchmark_cache, load_benchmarks
+from mstar_ray.eval.process import has_truth
 
 log = logging.getLogger("mstar")
 
@@ -51,12 +52,27 @@ def load_datasets(cfg: MStarConfig, benchmarks: bool = False) -> Datasets:
             log.info("data.%s: embedded images written to %s", split, report.image_cache)
     if cfg.seed_sft.enabled and not any(p.reference for p in loaded["seed_cot"]):
         raise ValueError(f"data.seed_cot: no row of {d.seed_cot} has a '# Answer' chain of thought to train on")
+    check_ground_truth(cfg, loaded)
     loaded["validation"] = loaded["validation"][: d.max_validation]
     e = cfg.eval
     if benchmarks and e.benchmarks and e.run_stages:
         loaded["benchmarks"] = load_benchmarks(e.benchmarks, benchmark_cache(cfg), d.on_bad_row, e.limit)
         reports |= {f"benchmark:{name}": bench.report.to_dict() for name, bench in loaded["benchmarks"].items()}
     return Datasets(**loaded, reports=reports)
+
+
+def check_ground_truth(cfg: MStarConfig, loaded: dict[str, list[Prompt]]) -> None:
+    """The oracle selection ranks by the process checker: every prompt it selects from needs ground truth."""
+    if cfg.loop.selection != SelectionRule.ORACLE_TOP_K:
+        return
+    for split in ("labeled", "unlabeled") if cfg.loop.mixin_unlabeled else ("labeled",):
+        lacking = [p.id for p in loaded[split] if not has_truth(p.truth)]
+        if lacking:
+            raise ConfigError(
+                f"loop.selection: oracle_top_k ranks by the process checker, which needs ground truth (a 'truth' "
+                f"column as the synthetic task writes); {len(lacking)} of {len(loaded[split])} data.{split} prompts "
+                f"have none (first: {lacking[0]}). Choose another rule for this data"
+            )
 
 
 class PromptCursor:

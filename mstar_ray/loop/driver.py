@@ -15,8 +15,9 @@ from mstar_ray.core.sampling import SamplingParams
 from mstar_ray.core.seeds import derive_seed
 from mstar_ray.eval.benchmarks.runner import evaluate_run_stage, stage_headlines
 from mstar_ray.eval.metrics import mark_correct
+from mstar_ray.eval.process_metrics import PairwiseAccuracy, marked_response, prm_pairwise_accuracy
 from mstar_ray.eval.temperature import search_temperature
-from mstar_ray.eval.validation import EvalResult, evaluate
+from mstar_ray.eval.validation import EvalResult, evaluate, evaluate_with_responses
 from mstar_ray.groups.base import dead_actors
 from mstar_ray.groups.placement import Placement
 from mstar_ray.groups.prm import PRMGroup
@@ -26,7 +27,7 @@ from mstar_ray.loop import stages
 from mstar_ray.loop.checkpoints import Checkpoints
 from mstar_ray.loop.datasets import Datasets, PromptCursor
 from mstar_ray.loop.prm_stage import label_prompts, train_prm
-from mstar_ray.loop.record import IterationRecord, PseudoLabelStats, RolloutStats, TrainResult
+from mstar_ray.loop.record import IterationRecord, PseudoLabelStats, RolloutStats, TrainResult, selected_data_quality
 from mstar_ray.loop.recovery import EngineWeights, TrainerRebuilds, retry_on_dead_trainers
 from mstar_ray.loop.run_dir import RunDir
 from mstar_ray.loop.selection import SelectionSpec, select_training_examples
@@ -116,6 +117,7 @@ class MStarRun:
             "best_checkpoint": asdict(self.checkpoints.best) if self.checkpoints.best else None,
             "pre_evolved": pre_test,
             "final": final_test.to_dict() if final_test else pre_test,
+            "selected_data": selected_data_quality(self.run_dir.read_metrics()),
             "benchmarks": stage_headlines(self.run_dir.path),
         }
 
@@ -150,12 +152,13 @@ class MStarRun:
             iteration=iteration,
             epoch=self.cursor.epoch,
             weights_version=self.weights.version,
-            rollout=RolloutStats.of(rollouts, examples, params),
+            rollout=RolloutStats.of(rollouts, examples, params, self.selection.k),
             train=train,
             sync=synced,
             total_train_steps=self.total_train_steps,
             seconds=timer.seconds,
             scored=scored,
+            pairwise=self.pairwise(rollouts, iteration) if scored is not None else None,
             pseudo_labels=PseudoLabelStats(len(pseudo_rollouts), agreement, len(pseudo_examples)) if mixing else None,
             validation=validation,
             recoveries=self.recoveries(),
@@ -257,6 +260,11 @@ class MStarRun:
         """The training examples the selection rule keeps; its random draws derive from the purpose and iteration."""
         return select_training_examples(rollouts, self.selection, derive_seed(self.cfg.run.seed, purpose, iteration))
 
+    def pairwise(self, rollouts: Sequence[PromptRollouts], iteration: int) -> PairwiseAccuracy | None:
+        """The PRM's pairwise accuracy on the iteration's scored samples (None without ground truth)."""
+        seed = derive_seed(self.cfg.run.seed, "pairwise_bootstrap", iteration)
+        return prm_pairwise_accuracy(rollouts, self.cfg.prm.aggregation, seed)
+
     def train(self, examples: Sequence[TrainExample], iteration: int) -> TrainResult:
         """Train on the selected examples, restarting optimizer or weights as the mode says; the engines sleep
         throughout (a new stage allocates optimizer state, ReST-EM gathers the base weights)."""
@@ -304,9 +312,19 @@ class MStarRun:
             return None
         seed = derive_seed(self.cfg.run.seed, "test")
         sampling = self.sampling(0).with_(temperature=self.cfg.rollout.temperature, seed=seed)
-        result = evaluate(self.rollout, self.data.test, sampling, self.prm, self.cfg.prm.aggregation)
+        result, greedy = evaluate_with_responses(
+            self.rollout, self.data.test, sampling, self.prm, self.cfg.prm.aggregation
+        )
+        self.write_responses(label, greedy)
         log.info("%s test: greedy %.3f, Pass@%d %.3f", label, result.greedy_accuracy, result.k, result.pass_at_k)
         return result
+
+    def write_responses(self, label: str, greedy: list[PromptRollouts]) -> None:
+        """The greedy test responses, steps marked (and scored by the PRM, when there is one), for the report."""
+        if self.prm is not None:
+            self.prm.score(greedy)
+        name = f"test_responses_{label.replace('-', '_')}.jsonl"
+        self.run_dir.write_records(name, [marked_response(g) for g in greedy])
 
     def evaluate_benchmarks(self, stage: RunStage) -> None:
         """Greedy accuracy on eval.benchmarks at this stage (eval.run_stages) over the rollout workers."""

@@ -9,6 +9,7 @@ from typing import Any
 from mstar_ray.core.records import PromptRollouts, TrainExample
 from mstar_ray.core.sampling import SamplingParams
 from mstar_ray.eval.metrics import mean_response_tokens, pass_at_k, sample_accuracy
+from mstar_ray.eval.process_metrics import PairwiseAccuracy, choice_rate, flaw_rate, selection_quality
 from mstar_ray.eval.validation import EvalResult
 from mstar_ray.sync.coordinator import SyncStats
 from mstar_ray.training.sft import TrainStats, mean_loss
@@ -26,11 +27,19 @@ class RolloutStats:
     prompts_with_correct: float  # Pass@K of the iteration's prompts
     mean_response_tokens: float
     selected: int  # training examples taken from these prompts
+    choice_rate: float  # share of prompts with at least 3 distinct correct samples
+    # Where the prompts have ground truth (else None): correct samples with a false step, and how process-correct
+    # the selected responses are beside random-k's expectation and the oracle's ceiling on the same pool
+    flaw_rate: float | None = None
+    selected_process_correct: float | None = None
+    random_k_process_correct: float | None = None
+    oracle_process_correct: float | None = None
 
     @classmethod
     def of(
-        cls, rollouts: Sequence[PromptRollouts], examples: Sequence[TrainExample], params: SamplingParams
+        cls, rollouts: Sequence[PromptRollouts], examples: Sequence[TrainExample], params: SamplingParams, k: int
     ) -> RolloutStats:
+        quality = selection_quality(rollouts, examples, k)
         return cls(
             prompts=len(rollouts),
             samples=sum(len(g.samples) for g in rollouts),
@@ -40,6 +49,9 @@ class RolloutStats:
             prompts_with_correct=pass_at_k(rollouts),
             mean_response_tokens=mean_response_tokens(rollouts),
             selected=len(examples),
+            choice_rate=choice_rate(rollouts),
+            flaw_rate=flaw_rate(rollouts),
+            **(quality.to_json() if quality else {}),
         )
 
 
@@ -111,6 +123,7 @@ class IterationRecord:
     pseudo_labels: PseudoLabelStats | None = None
     validation: EvalResult | None = None  # None when this iteration is not evaluated
     recoveries: dict[str, int] = field(default_factory=dict)
+    pairwise: PairwiseAccuracy | None = None  # the PRM on the iteration's scored samples, with ground truth
 
     def to_json(self) -> dict[str, Any]:
         """The metrics.jsonl line: flat keys, validation figures prefixed `val_`."""
@@ -122,6 +135,8 @@ class IterationRecord:
         out |= asdict(self.rollout)
         if self.scored is not None:
             out["scored"] = self.scored
+        if self.pairwise is not None:
+            out |= self.pairwise.to_json()
         if self.pseudo_labels is not None:
             out |= self.pseudo_labels.to_json()
         out |= self.train.to_json()
@@ -133,3 +148,16 @@ class IterationRecord:
         out |= {"total_train_steps": self.total_train_steps, "seconds": self.seconds}
         out |= self.validation.to_dict("val_") if self.validation else {}
         return out | {"recoveries": self.recoveries}
+
+
+SELECTION_KEYS = ("selected_process_correct", "random_k_process_correct", "oracle_process_correct")
+
+
+def selected_data_quality(records: Sequence[dict[str, Any]]) -> dict[str, float] | None:
+    """How process-correct the whole run's selected data was, beside random-k and the oracle: each iteration's
+    share weighted by what it selected (None without ground truth)."""
+    rows = [r for r in records if r.get("selected_process_correct") is not None and r.get("selected")]
+    total = sum(r["selected"] for r in rows)
+    if not total:
+        return None
+    return {key: sum(r[key] * r["selected"] for r in rows) / total for key in SELECTION_KEYS} | {"selected": total}

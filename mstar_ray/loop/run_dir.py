@@ -69,6 +69,14 @@ class RunDir:
         tmp.replace(out)
         return out
 
+    def write_records(self, name: str, records: Sequence[dict[str, Any]]) -> Path:
+        """Write a whole JSONL file of the run directory at once."""
+        out = self.path / name
+        tmp = out.with_suffix(out.suffix + ".tmp")
+        tmp.write_text("".join(json.dumps(r, default=str) + "\n" for r in records))
+        tmp.replace(out)
+        return out
+
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one line to metrics.jsonl."""
         self.append_record("metrics.jsonl", record)

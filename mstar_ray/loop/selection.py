@@ -3,6 +3,8 @@
 A rule sees one prompt's verified (and, for the PRM rules, scored) samples and returns the ones to train on.
 Rules are registered by `SelectionRule`. The PRM re-ranks correct responses; it never admits a wrong one. A rule
 that draws at random draws from the prompt's own generator, so what one prompt keeps does not depend on the others.
+The oracle rule ranks by the process checker instead of the PRM: what a perfect PRM would keep, on data with ground
+truth only.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from mstar_ray.core.records import PromptRollouts, Sample, TrainExample
 from mstar_ray.core.seeds import derive_seed
 from mstar_ray.core.steps import aggregate
 from mstar_ray.eval.metrics import rank_by_prm
+from mstar_ray.eval.process import Process
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,21 @@ def select_above_threshold(group: PromptRollouts, spec: SelectionSpec, rng: rand
     return [s for s in ranked if aggregate(s.step_scores, spec.aggregation) > spec.threshold][: spec.k]
 
 
+def select_oracle_top_k(group: PromptRollouts, spec: SelectionSpec, rng: random.Random) -> list[Sample]:
+    """The k correct samples the process checker ranks highest: process-correct, then unsupported, then flawed."""
+    correct = _correct(group)
+    if any(s.process is None for s in correct):
+        raise ValueError(f"selection rule oracle_top_k needs ground truth; prompt {group.prompt.id} has none")
+    order = {Process.PROCESS_CORRECT.value: 0, Process.UNSUPPORTED.value: 1}
+    return sorted(correct, key=lambda s: order.get(s.process, 2))[: spec.k]
+
+
 SELECTION_RULES: dict[SelectionRule, Rule] = {
     SelectionRule.RANDOM_K: select_random_k,
     SelectionRule.ALL_CORRECT: select_all_correct,
     SelectionRule.PRM_TOP_K: select_top_k_by_prm,
     SelectionRule.PRM_THRESHOLD: select_above_threshold,
+    SelectionRule.ORACLE_TOP_K: select_oracle_top_k,
 }
 
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mstar_ray.config import MStarConfig
-from mstar_ray.core.records import PromptRollouts, TrainExample
-from mstar_ray.core.sampling import SamplingParams
-from mstar_ray.eval.metrics import mean_response_tokens, pass_at_k, sample_accuracy
 
 log = logging.getLogger("mstar")
 
@@ -179,20 +176,6 @@ class PhaseTimer:
             self.seconds[phase] = round(time.perf_counter() - start, 3)
 
 
-def rollout_stats(rollouts: Sequence[PromptRollouts], examples: Sequence[TrainExample], params: SamplingParams) -> dict:
-    """Per-iteration figures of the sampled responses."""
-    return {
-        "prompts": len(rollouts),
-        "samples": sum(len(g.samples) for g in rollouts),
-        "rollout_weights_version": min(s.weights_version for g in rollouts for s in g.samples),
-        "temperature": params.temperature,
-        "sample_accuracy": sample_accuracy(rollouts),
-        "prompts_with_correct": pass_at_k(rollouts),
-        "mean_response_tokens": mean_response_tokens(rollouts),
-        "selected": len(examples),
-    }
-
-
 def progress_line(record: dict) -> str:
     """One readable log line for an iteration."""
     line = (
@@ -200,8 +183,12 @@ def progress_line(record: dict) -> str:
         f"sample acc {record['sample_accuracy']:.3f}, selected {record['selected']}, "
         f"loss {record.get('train_loss', float('nan')):.3f}"
     )
+    if record.get("selected_process_correct") is not None:
+        line += f" ({record['selected_process_correct']:.2f} sound, random-k {record['random_k_process_correct']:.2f})"
     if "val_greedy_accuracy" in record:
         line += f", val greedy {record['val_greedy_accuracy']:.3f} Pass@{record['val_k']} {record['val_pass_at_k']:.3f}"
+        if record.get("val_strict_accuracy") is not None:
+            line += f" strict {record['val_strict_accuracy']:.3f}"
         if record.get("val_reward_pass_at_2") is not None:
             line += (
                 f" Reward-Pass@2 {record['val_reward_pass_at_2']:.3f} (random-2 {record['val_random_pass_at_2']:.3f})"

@@ -15,6 +15,7 @@ _VAL_KEYS = (
     "val_pass_at_k_minus_greedy",
     "val_reward_pass_at_2",
     "val_random_pass_at_2",
+    "val_strict_accuracy",
 )
 
 
@@ -58,6 +59,7 @@ def plot_dynamics(records: Sequence[dict], out_png: str | Path) -> Path:
         ("val_pass_at_k_minus_greedy", f"{k_label} - greedy", "-"),
         ("val_reward_pass_at_2", "Reward-Pass@2", "-"),
         ("val_random_pass_at_2", "Random Pass@2", "--"),
+        ("val_strict_accuracy", "Strict accuracy (steps true)", "-."),
     )
     for key, label, style in lines:
         xs, ys = _series(val_rows, key)

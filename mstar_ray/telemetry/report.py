@@ -23,12 +23,18 @@ ITERATION_COLUMNS = (  # (header, metrics key, number format); {k} is the valida
     ("prompts", "prompts", "g"),
     ("sample accuracy", "sample_accuracy", ".3f"),
     ("selected", "selected", "g"),
+    ("selected sound", "selected_process_correct", ".3f"),
+    ("random-k sound", "random_k_process_correct", ".3f"),
+    ("flaw rate", "flaw_rate", ".3f"),
     ("train loss", "train_loss", ".4f"),
     ("val greedy", "val_greedy_accuracy", ".3f"),
+    ("val strict", "val_strict_accuracy", ".3f"),
     ("val Pass@{k}", "val_pass_at_k", ".3f"),
     ("val Reward-Pass@2", "val_reward_pass_at_2", ".3f"),
     ("val random-2", "val_random_pass_at_2", ".3f"),
 )
+# Shown only when some record has them: the process figures exist where the data has ground truth
+GROUND_TRUTH_KEYS = ("selected_process_correct", "random_k_process_correct", "flaw_rate", "val_strict_accuracy")
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,9 @@ def _results_rows(summary: dict) -> Table | None:
     k = final["k"]
     keys = [("greedy accuracy", "greedy_accuracy"), (f"Pass@{k}", "pass_at_k")]
     keys.append((f"Pass@{k} - greedy", "pass_at_k_minus_greedy"))
-    if pre.get("reward_pass_at_2") is not None and final.get("reward_pass_at_2") is not None:
-        keys.append(("Reward-Pass@2", "reward_pass_at_2"))
+    optional = [("strict accuracy", "strict_accuracy"), ("flaw rate", "flaw_rate")]
+    optional += [("Reward-Pass@2", "reward_pass_at_2"), ("PRM pairwise accuracy", "prm_pairwise_accuracy")]
+    keys += [(label, key) for label, key in optional if pre.get(key) is not None and final.get(key) is not None]
     rows = [[label, f"{pre[key]:.3f}", f"{final[key]:.3f}", f"{final[key] - pre[key]:+.3f}"] for label, key in keys]
     return ["test split", "pre-evolved", "M-STaR", "change"], rows
 
@@ -79,12 +86,14 @@ def results_table(summary: dict) -> str:
 def _iteration_rows(iters: Sequence[dict]) -> Table:
     """One row per iteration record (0 is the pre-evolved model), with the seconds of all its phases."""
     ks = [r["val_k"] for r in iters if r.get("val_k") is not None]
+    absent = {key for key in GROUND_TRUTH_KEYS if all(r.get(key) is None for r in iters)}
+    columns = [c for c in ITERATION_COLUMNS if c[1] not in absent]
     rows = []
     for r in iters:
         seconds = r.get("seconds")
         total = sum(seconds.values()) if isinstance(seconds, dict) else seconds
-        rows.append([_fmt(r.get(key), spec) for _, key, spec in ITERATION_COLUMNS] + [_fmt(total, ".1f")])
-    header = [h.format(k=ks[-1] if ks else "K") for h, _, _ in ITERATION_COLUMNS]
+        rows.append([_fmt(r.get(key), spec) for _, key, spec in columns] + [_fmt(total, ".1f")])
+    header = [h.format(k=ks[-1] if ks else "K") for h, _, _ in columns]
     return header + ["seconds"], rows
 
 
@@ -161,6 +170,41 @@ def _overview(run: Path, summary: dict, config: dict, iters: Sequence[dict]) -> 
     return ["", "value"], [[label, _fmt(value, spec)] for label, value, spec in rows]
 
 
+RESPONSE_FILES = ("test_responses_pre_evolved.jsonl", "test_responses_final.jsonl")
+RESPONSES_SHOWN = 4
+MARKS = {"true": "✓ ", "false": "✗ ", None: ""}
+
+
+def _step_cell(step: dict | None) -> str:
+    """One step as a cell: its verdict mark, its text on one line, and its PRM score."""
+    if step is None:
+        return ""
+    score = step.get("score")
+    scored = f" [PRM {score:.2f}]" if isinstance(score, float) else ""
+    return MARKS.get(step.get("verdict"), "") + " ".join(str(step.get("text", "")).split()) + scored
+
+
+def _response_sections(run: Path) -> list[Section]:
+    """The first few test prompts with the pre-evolved and final greedy responses side by side, step by step."""
+    pre, final = ([r for r in _read_metrics(run / name)[0] if "steps" in r] for name in RESPONSE_FILES)
+    if not pre or not final:
+        return []
+    by_id = {r["id"]: r for r in final}
+    sections = []
+    for a in [r for r in pre if r["id"] in by_id][:RESPONSES_SHOWN]:
+        b = by_id[a["id"]]
+        steps = max(len(a["steps"]), len(b["steps"]))
+        rows = [
+            [str(i + 1), *(_step_cell(r["steps"][i] if i < len(r["steps"]) else None) for r in (a, b))]
+            for i in range(steps)
+        ]
+        outcome = (str(r.get("process") or ("correct" if r.get("correct") else "wrong")) for r in (a, b))
+        rows.append(["result", *outcome])
+        note = f"{' '.join(a['question'].split())} Gold answer: {a['answer']}."
+        sections.append(Section(f"Test prompt {a['id']}", (["step", "pre-evolved", "final"], rows), note))
+    return sections
+
+
 def _sections(run: Path, plot_fallback: Path) -> list[Section]:
     """Gather every section of the report from the files of the run directory."""
     summary, data_report = _read_json(run / "summary.json"), _read_json(run / "data_report.json")
@@ -182,6 +226,7 @@ def _sections(run: Path, plot_fallback: Path) -> list[Section]:
         Section("Iterations", _iteration_rows(iters), iter_note.strip()),
         Section("Temperature searches", _search_rows(searches), "" if searches else "No temperature search."),
         Section("Training dynamics", note=plot_note, image=plot),
+        *_response_sections(run),
         Section("Data", _data_rows(data_report or {}), "" if data_report else "data_report.json is missing."),
         Section("Config", note="" if config_text else "config.yaml is missing.", pre=config_text),
     ]

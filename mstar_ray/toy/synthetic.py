@@ -1,11 +1,15 @@
-"""A synthetic multimodal reasoning task written in the LLaVA / MathV360K format.
+"""A synthetic multimodal reasoning task written in the LLaVA / MathV360K format, with its ground truth.
 
-Each image is a grid of coloured cells. Questions ask how many cells are coloured, which colour is most
-frequent (multiple choice), or how many more cells the most frequent colour has than the least frequent one.
-They can only be answered by reading the image, take four or five steps (count each colour, then combine),
-and have rule-checkable answers. Gold responses use the paper's step format (steps separated by a blank line,
-then a `# Answer` section). Splits: `seed.json` (gold chain of thought), `labeled.json` (answer only),
-`validation.json`, `test.json` and optionally `unlabeled.json`, with the PNGs under `images/`.
+Each image is a grid of coloured cells. The default question weighs the colours with numbers given in the text
+("each red cell scores 3 points, ...; what is the total score?"), so the answer can only be reached through the
+intermediate results: each colour's count read from the image, its score, and the running sum. The older kinds
+(how many cells are coloured, which colour is most frequent, the spread between the most and least frequent) can
+be mixed in. Gold responses use the paper's step format (steps separated by a blank line, then a `# Answer`
+section) and the step phrases of `mstar_ray.eval.process`, whose checker marks each step of a response true or
+false against the row's `truth` (grid, per-colour counts, question kind, weights). Knobs add a false step to a share
+of the seed chains (a miscount that the next step silently corrects: a flawed chain with a right answer) and a true
+but irrelevant step. Splits: `seed.json` (gold chain of thought), `labeled.json` (answer only), `validation.json`,
+`test.json` and optionally `unlabeled.json`, with the PNGs under `images/` and the options in `task.json`.
 """
 
 from __future__ import annotations
@@ -13,92 +17,142 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-COLORS: dict[str, tuple[int, int, int]] = {
+from mstar_ray.eval.process import (
+    TASK,
+    add_step,
+    count_step,
+    extremes_step,
+    grid_step,
+    most_step,
+    score_step,
+    subtract_step,
+)
+
+PALETTE: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
     "green": (40, 170, 60),
     "blue": (40, 80, 220),
+    "yellow": (230, 200, 30),
+    "purple": (140, 50, 170),
 }
 EMPTY_RGB = (255, 255, 255)
-LETTERS = "ABC"
-QUESTIONS = {
-    "total": "How many cells in the grid are colored?",
-    "most": "Which color appears most often in the grid?\nChoices:\n"
-    + "\n".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(COLORS)),
-    "spread": "How many more cells does the most frequent color have than the least frequent color?",
-}
+KINDS = ("weighted", "total", "most", "spread")
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """Difficulty knobs and split sizes of the synthetic task."""
+    """Difficulty knobs and split sizes of the synthetic task (written to the data's task.json)."""
 
     grid_rows: int = 3
     grid_cols: int = 3
     cell_pixels: int = 28  # one Qwen2-VL merged patch (2 x 14 px) per cell
     fill_probability: float = 0.8
+    colors: int = 3  # the first this many of PALETTE
+    kinds: tuple[str, ...] = ("weighted",)  # question kinds, drawn uniformly
+    max_weight: int = 3  # weighted questions give each colour a weight from 1 to this
+    false_step_share: float = 0.0  # seed chains with one miscount that the next step corrects (right answer)
+    irrelevant_step_share: float = 0.0  # seed chains that open with a true step no question needs
     seed_size: int = 200
     labeled_size: int = 2000
     validation_size: int = 100
     test_size: int = 300
     unlabeled_size: int = 0  # prompts for the unlabeled pool (written with answers, which the loop ignores)
 
+    def __post_init__(self) -> None:
+        unknown = set(self.kinds) - set(KINDS)
+        if not self.kinds or unknown:
+            raise ValueError(f"kinds: {sorted(unknown) or 'none'} given; choose from {', '.join(KINDS)}")
+        if not 2 <= self.colors <= len(PALETTE):
+            raise ValueError(f"colors: {self.colors}; between 2 and {len(PALETTE)}")
+        if self.max_weight < 1:
+            raise ValueError(f"max_weight: {self.max_weight}; at least 1")
+
+    @property
+    def palette(self) -> list[str]:
+        return list(PALETTE)[: self.colors]
+
 
 @dataclass(frozen=True)
 class Item:
-    """One generated question with its gold chain of thought."""
+    """One generated question with its gold chain of thought and what generated it."""
 
     grid: list[list[str | None]]
     question: str
     gold_response: str
     answer: str
+    truth: dict
 
 
-def _count_step(color: str, n: int) -> str:
-    return f"Count the {color} cells: there {'is' if n == 1 else 'are'} {n}."
-
-
-def _final_steps(kind: str, counts: dict[str, int]) -> tuple[list[str], str] | None:
-    values = list(counts.values())
+def _question(kind: str, palette: list[str], weights: dict[str, int]) -> str:
+    if kind == "weighted":
+        points = ", ".join(f"{c} {w}" for c, w in weights.items())
+        return f"Points per cell: {points}. What is the total score of the grid?"
     if kind == "total":
-        steps, running = [], values[0]
-        for v in values[1:]:
-            steps.append(f"Add: {running} + {v} = {running + v}.")
+        return "How many cells in the grid are colored?"
+    if kind == "most":
+        choices = "\n".join(f"({chr(ord('A') + i)}) {c}" for i, c in enumerate(palette))
+        return f"Which color appears most often in the grid?\nChoices:\n{choices}"
+    return "How many more cells does the most frequent color have than the least frequent color?"
+
+
+def _final_steps(kind: str, counts: dict[str, int], weights: dict[str, int]) -> tuple[list[str], str] | None:
+    """The steps after the counts, and the answer; None when the question has no unique answer."""
+    if kind in ("total", "weighted"):
+        terms = [n * weights[c] for c, n in counts.items()] if kind == "weighted" else list(counts.values())
+        steps, running = [], terms[0]
+        for v in terms[1:]:
+            steps.append(add_step(running, v))
             running += v
         return steps, str(running)
     ranked = sorted(counts.items(), key=lambda kv: -kv[1])
     if kind == "most":
         if ranked[0][1] == ranked[1][1]:
-            return None  # no unique answer
-        letter = LETTERS[list(counts).index(ranked[0][0])]
-        return [f"The most frequent color is {ranked[0][0]}, option ({letter})."], letter
+            return None
+        letter = chr(ord("A") + list(counts).index(ranked[0][0]))
+        return [most_step(ranked[0][0], letter)], letter
     high, low = ranked[0][1], ranked[-1][1]
-    return [
-        f"The largest count is {high} and the smallest is {low}.",
-        f"Subtract: {high} - {low} = {high - low}.",
-    ], str(high - low)
+    return [extremes_step(high, low), subtract_step(high, low)], str(high - low)
+
+
+def _reading_steps(kind: str, counts: dict[str, int], weights: dict[str, int], miscount: str | None) -> list[str]:
+    """Each colour's count (for weighted questions, inside its score step: "Score of red: 2 x 3 = 6."); `miscount`
+    states a wrong count for one colour that the later steps ignore."""
+    steps = []
+    for color, n in counts.items():
+        stated = n + 1 if color == miscount and n == 0 else n - 1 if color == miscount else n
+        steps.append(score_step(color, stated, weights[color]) if kind == "weighted" else count_step(color, stated))
+    return steps
 
 
 def make_item(spec: TaskSpec, rng: random.Random) -> Item:
-    """Draw a random grid and a question about it."""
+    """Draw a random grid and a question about it, with its gold chain (flawed or padded as the knobs say)."""
+    palette = spec.palette
     while True:
         grid = [
-            [rng.choice(list(COLORS)) if rng.random() < spec.fill_probability else None for _ in range(spec.grid_cols)]
+            [rng.choice(palette) if rng.random() < spec.fill_probability else None for _ in range(spec.grid_cols)]
             for _ in range(spec.grid_rows)
         ]
         counter = Counter(c for row in grid for c in row if c)
-        counts = {c: counter[c] for c in COLORS}
-        kind = rng.choice(list(QUESTIONS))
-        final = _final_steps(kind, counts)
-        if final is None:
-            continue
-        steps, answer = final
-        steps = [_count_step(c, n) for c, n in counts.items()] + steps
-        return Item(grid, QUESTIONS[kind], "\n\n".join(steps) + f"\n\n# Answer\n\n{answer}", answer)
+        counts = {c: counter[c] for c in palette}
+        kind = rng.choice(spec.kinds)
+        weights = {c: rng.randint(1, spec.max_weight) for c in palette} if kind == "weighted" else {}
+        final = _final_steps(kind, counts, weights)
+        flawed, padded = rng.random() < spec.false_step_share, rng.random() < spec.irrelevant_step_share
+        miscount = rng.choice(palette) if flawed else None
+        if final is not None:
+            break
+    steps, answer = final
+    steps = _reading_steps(kind, counts, weights, miscount) + steps
+    if padded:
+        steps = [grid_step(spec.grid_rows, spec.grid_cols)] + steps
+    truth = {"task": TASK, "kind": kind, "grid": grid, "counts": counts} | ({"weights": weights} if weights else {})
+    question = _question(kind, palette, weights)
+    return Item(grid, question, "\n\n".join(steps) + f"\n\n# Answer\n\n{answer}", answer, truth)
 
 
 def render_grid(grid: list[list[str | None]], cell_pixels: int) -> Image.Image:
@@ -109,7 +163,7 @@ def render_grid(grid: list[list[str | None]], cell_pixels: int) -> Image.Image:
         for c, color in enumerate(row):
             if color:
                 x, y = c * cell_pixels, r * cell_pixels
-                draw.rectangle([x, y, x + cell_pixels - 1, y + cell_pixels - 1], fill=COLORS[color])
+                draw.rectangle([x, y, x + cell_pixels - 1, y + cell_pixels - 1], fill=PALETTE[color])
     return img
 
 
@@ -121,6 +175,7 @@ def _row(item_id: str, image_rel: str, item: Item, with_cot: bool) -> dict:
             {"from": "human", "value": f"<image>\n{item.question}"},
             {"from": "gpt", "value": item.gold_response if with_cot else item.answer},
         ],
+        "truth": item.truth,
     }
 
 
@@ -135,6 +190,7 @@ def write_synthetic_dataset(out_dir: str | Path, spec: TaskSpec | None = None, s
     if spec.unlabeled_size:  # drawn after the other splits, so adding it leaves them unchanged
         sizes["unlabeled"] = spec.unlabeled_size
     paths: dict[str, Path] = {}
+    (out / "task.json").write_text(json.dumps({"task": TASK, "seed": seed} | asdict(spec), indent=1))
     for split, size in sizes.items():
         rows = []
         for i in range(size):

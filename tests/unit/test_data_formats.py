@@ -245,6 +245,7 @@ def test_columns_are_detected_or_named(folder: Path) -> None:
         "image": ("image_path",),
         "id": "index",
         "reference": None,
+        "truth": None,
     }
     assert [(p.id, p.question, p.answer) for p in prompts][:2] == [("0", "Q0", "3"), ("1", "Q1", "A")]
     mapped, _ = load_prompts(folder / "d.jsonl", columns=DataColumnsConfig(question="prompt"))

@@ -19,7 +19,7 @@ def _rollouts() -> list[PromptRollouts]:
 
 def test_the_record_line_has_every_phase_under_flat_keys() -> None:
     params = SamplingParams(n=2, temperature=0.8)
-    rollout = RolloutStats.of(_rollouts(), [TrainExample(PROMPT, "# Answer\n\n3")], params)
+    rollout = RolloutStats.of(_rollouts(), [TrainExample(PROMPT, "# Answer\n\n3")], params, 2)
     train = TrainResult.of(3, [TrainStats(2, 1, 0.4, 30, 5, 1e-3, [0.4]), TrainStats(2, 1, 0.6, 20, 5, 1e-3, [0.6])])
     sync = SyncStats(3, 2_000_000, 10, 1, False, 0.5, 0.1)
     val = EvalResult(10, 0.5, 0.8, 2, 0.4, 0.8, 0.6, 0.7)
@@ -40,7 +40,7 @@ def test_the_record_line_has_every_phase_under_flat_keys() -> None:
 def test_an_iteration_without_training_or_validation_has_no_such_keys() -> None:
     params = SamplingParams(n=2)
     line = IterationRecord(
-        1, 0, 2, RolloutStats.of(_rollouts(), [], params), TrainResult(0, 0), SyncStats(2, 0, 0, 0, False, 0.0, 0.0),
+        1, 0, 2, RolloutStats.of(_rollouts(), [], params, 2), TrainResult(0, 0), SyncStats(2, 0, 0, 0, False, 0.0, 0.0),
         0, {}, None, None, None,
     ).to_json()  # fmt: skip
     assert line["train_examples"] == 0 and line["train_steps"] == 0 and "train_loss" not in line

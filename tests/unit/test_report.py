@@ -235,3 +235,34 @@ def test_cli_report(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_the_report_shows_test_responses_side_by_side_with_steps_marked(run_dir: Path) -> None:
+    def response(pid: str, verdicts: list[str | None], process: str) -> dict:
+        steps = [{"text": f"step {i}\n\n# Answer\n\n3" if i == len(verdicts) - 1 else f"step {i}", "verdict": v}
+                 for i, v in enumerate(verdicts)]  # fmt: skip
+        for i, step in enumerate(steps):
+            step["score"] = 0.25 * (i + 1)
+        return {"id": pid, "question": "How  many?", "answer": "3", "correct": True, "process": process, "steps": steps}
+
+    pre = [response(f"t{i}", ["false", "true"], "flawed_correct") for i in range(6)]
+    final = [response(f"t{i}", ["true", "true", "true"], "process_correct") for i in range(6)]
+    for name, rows in (("test_responses_pre_evolved.jsonl", pre), ("test_responses_final.jsonl", final)):
+        (run_dir / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = write_report(run_dir, fmt="md").read_text()
+    assert text.count("Test prompt t") == 4 and "How many? Gold answer: 3." in text
+    assert "| 1 | ✗ step 0 [PRM 0.25] | ✓ step 0 [PRM 0.25] |" in text
+    assert "| 2 | ✓ step 1 # Answer 3 [PRM 0.50] | ✓ step 1 [PRM 0.50] |" in text
+    assert "| 3 |  | ✓ step 2 # Answer 3 [PRM 0.75] |" in text
+    assert "| result | flawed_correct | process_correct |" in text
+
+
+def test_ground_truth_columns_appear_only_when_the_run_has_them(run_dir: Path) -> None:
+    assert "val strict" not in write_report(run_dir, fmt="md").read_text()
+    records = [r | {"val_strict_accuracy": 0.25, "selected_process_correct": 0.5} for r in METRICS]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = SUMMARY | {"pre_evolved": SUMMARY["pre_evolved"] | {"strict_accuracy": 0.1}}
+    (run_dir / "summary.json").write_text(json.dumps(summary | {"final": SUMMARY["final"] | {"strict_accuracy": 0.4}}))
+    text = write_report(run_dir, fmt="md").read_text()
+    assert "| val strict |" in text and "| selected sound |" in text and "| flaw rate |" not in text
+    assert "| strict accuracy | 0.100 | 0.400 | +0.300 |" in text

@@ -1,0 +1,211 @@
+"""Figures of reasoning quality, from samples the verify phase marked with their process (`Sample.process`).
+
+Only prompts with ground truth count (the synthetic task's); on data without it every figure is None. Strict
+accuracy is answer accuracy that also demands a sound process; the flaw rate is how often a right answer stands on
+a false step; the choice rate says whether the selection has anything to choose between. For training data the
+process correctness of what a rule selected sits beside what random-k would select from the same pool (the exact
+expectation) and what the oracle would (its ceiling). PRM pairwise accuracy asks, within a prompt, how often a
+process-correct response outscores a flawed-correct one, with a bootstrap interval over prompts.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mstar_ray.config import ScoreAggregation
+from mstar_ray.core.records import PromptRollouts, Sample, TrainExample
+from mstar_ray.core.steps import aggregate, split_steps
+from mstar_ray.eval.process import Process, Verdict, check_step, has_truth, reasoning_steps
+
+SOUND, FLAWED = Process.PROCESS_CORRECT.value, Process.FLAWED_CORRECT.value
+CHOICE_MIN = 3  # distinct correct responses a prompt needs for a selection to have a choice
+
+
+def _checked(rollouts: Sequence[PromptRollouts]) -> list[PromptRollouts]:
+    return [g for g in rollouts if g.samples and g.samples[0].process is not None]
+
+
+def distinct_correct(group: PromptRollouts) -> list[Sample]:
+    """The prompt's correct samples, each distinct response text once (what the selection rules choose from)."""
+    seen: set[str] = set()
+    out = []
+    for s in group.samples:
+        if s.correct and s.text not in seen:
+            seen.add(s.text)
+            out.append(s)
+    return out
+
+
+def strict_accuracy(greedy: Sequence[PromptRollouts]) -> float | None:
+    """Share of prompts whose first (greedy) response is process-correct."""
+    checked = _checked(greedy)
+    return sum(g.samples[0].process == SOUND for g in checked) / len(checked) if checked else None
+
+
+def flaw_rate(sampled: Sequence[PromptRollouts]) -> float | None:
+    """Share of correct-answer samples that are flawed-correct."""
+    correct = [s for g in _checked(sampled) for s in g.samples if s.correct]
+    return sum(s.process == FLAWED for s in correct) / len(correct) if correct else None
+
+
+def choice_rate(sampled: Sequence[PromptRollouts]) -> float:
+    """Share of prompts with at least CHOICE_MIN distinct correct responses."""
+    return sum(len(distinct_correct(g)) >= CHOICE_MIN for g in sampled) / len(sampled) if sampled else 0.0
+
+
+@dataclass(frozen=True)
+class SelectionQuality:
+    """Process correctness of the selected training data, beside random-k and the oracle on the same pool."""
+
+    selected: float  # share of the selected responses that are process-correct
+    random_k: float  # the same share expected of k responses drawn at random from each prompt's correct ones
+    oracle: float  # the share if each prompt's k were its process-correct responses first
+
+    def to_json(self) -> dict[str, float]:
+        return {
+            "selected_process_correct": self.selected,
+            "random_k_process_correct": self.random_k,
+            "oracle_process_correct": self.oracle,
+        }
+
+
+def selection_quality(
+    rollouts: Sequence[PromptRollouts], examples: Sequence[TrainExample], k: int
+) -> SelectionQuality | None:
+    """How sound the selected responses of these rollouts are (None without ground truth or a selection)."""
+    chosen: dict[str, set[str]] = {}
+    for ex in examples:
+        chosen.setdefault(ex.prompt.id, set()).add(ex.response)
+    picked = sound_picked = drawn = expected = ceiling = 0.0
+    for g in _checked(rollouts):
+        pool = distinct_correct(g)
+        if not pool:
+            continue
+        sound = sum(s.process == SOUND for s in pool)
+        draw = min(k, len(pool))
+        drawn += draw
+        expected += draw * sound / len(pool)
+        ceiling += min(draw, sound)
+        mine = [s for s in pool if s.text in chosen.get(g.prompt.id, set())]
+        picked += len(mine)
+        sound_picked += sum(s.process == SOUND for s in mine)
+    if not drawn or not picked:
+        return None
+    return SelectionQuality(sound_picked / picked, expected / drawn, ceiling / drawn)
+
+
+def pairwise_wins(group: PromptRollouts, aggregation: ScoreAggregation) -> tuple[float, int]:
+    """(wins, pairs) of one prompt: process-correct against flawed-correct responses by PRM score (a tie half)."""
+    pool = [s for s in distinct_correct(group) if s.step_scores]
+    sound = [aggregate(s.step_scores, aggregation) for s in pool if s.process == SOUND]
+    flawed = [aggregate(s.step_scores, aggregation) for s in pool if s.process == FLAWED]
+    wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in sound for b in flawed)
+    return wins, len(sound) * len(flawed)
+
+
+@dataclass(frozen=True)
+class PairwiseAccuracy:
+    accuracy: float
+    pairs: int
+    low: float  # 95% bootstrap interval over prompts
+    high: float
+
+    def to_json(self, prefix: str = "") -> dict[str, float]:
+        return {
+            f"{prefix}prm_pairwise_accuracy": self.accuracy,
+            f"{prefix}prm_pairs": self.pairs,
+            f"{prefix}prm_pairwise_low": self.low,
+            f"{prefix}prm_pairwise_high": self.high,
+        }
+
+
+def prm_pairwise_accuracy(
+    rollouts: Sequence[PromptRollouts], aggregation: ScoreAggregation, seed: int, resamples: int = 1000
+) -> PairwiseAccuracy | None:
+    """How often the PRM ranks a process-correct response above a flawed-correct one of the same prompt; the
+    interval resamples prompts (drawn from `seed`). None when no prompt has both kinds scored."""
+    per_prompt = [w for w in (pairwise_wins(g, aggregation) for g in _checked(rollouts)) if w[1]]
+    if not per_prompt:
+        return None
+    wins, pairs = sum(w for w, _ in per_prompt), sum(n for _, n in per_prompt)
+    rng, stats = random.Random(seed), []
+    for _ in range(resamples):
+        draw = [per_prompt[rng.randrange(len(per_prompt))] for _ in per_prompt]
+        stats.append(sum(w for w, _ in draw) / sum(n for _, n in draw))
+    stats.sort()
+    low, high = stats[int(0.025 * resamples)], stats[int(0.975 * resamples) - 1]
+    return PairwiseAccuracy(wins / pairs, pairs, low, high)
+
+
+def auc(positives: Sequence[float], negatives: Sequence[float]) -> float | None:
+    """P(a positive scores above a negative), ties counted half: the area under the ROC curve."""
+    if not positives or not negatives:
+        return None
+    ranked = sorted([(v, 1) for v in positives] + [(v, 0) for v in negatives])
+    wins, i = 0.0, 0
+    below = 0  # negatives strictly below the current value
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        pos = sum(label for _, label in ranked[i:j])
+        neg = (j - i) - pos
+        wins += pos * (below + 0.5 * neg)
+        below += neg
+        i = j
+    return wins / (len(positives) * len(negatives))
+
+
+def step_label_separation(labelled: Sequence[tuple[Sequence[str], Sequence[float], dict | None]]) -> dict | None:
+    """How well step labels (or scores) separate true from false steps: (steps, labels, truth) per response, the
+    answer section ignored. None when no response has ground truth."""
+    true_labels, false_labels = [], []
+    for steps, labels, truth in labelled:
+        if not has_truth(truth):
+            continue
+        for step, label in zip(steps, labels, strict=True):
+            body = reasoning_steps(step)
+            if not body:
+                continue
+            verdicts = {check_step(s, truth).verdict for s in body}
+            if Verdict.FALSE in verdicts:
+                false_labels.append(label)
+            elif verdicts == {Verdict.TRUE}:
+                true_labels.append(label)
+    if not true_labels and not false_labels:
+        return None
+    return {
+        "true_steps": len(true_labels),
+        "false_steps": len(false_labels),
+        "mean_label_true": _mean(true_labels),
+        "mean_label_false": _mean(false_labels),
+        "auc": auc(true_labels, false_labels),
+    }
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def marked_response(group: PromptRollouts) -> dict:
+    """The first response of a prompt as a report shows it: each step (the PRM's steps, the answer section with the
+    last) with its verdict where the prompt has ground truth and its PRM score where it was scored."""
+    sample, truth = group.samples[0], group.prompt.truth
+    steps = split_steps(sample.text)
+    scores = sample.step_scores if len(sample.step_scores) == len(steps) else [None] * len(steps)
+    marked = []
+    for step, score in zip(steps, scores, strict=True):
+        verdicts = {check_step(s, truth).verdict for s in reasoning_steps(step)} if has_truth(truth) else set()
+        verdict = Verdict.FALSE if Verdict.FALSE in verdicts else Verdict.TRUE if verdicts == {Verdict.TRUE} else None
+        marked.append({"text": step, "verdict": verdict.value if verdict else None, "score": score})
+    p = group.prompt
+    return {
+        "id": p.id,
+        "question": p.question,
+        "answer": p.answer,
+        "correct": sample.correct,
+        "process": sample.process,
+        "steps": marked,
+    }
