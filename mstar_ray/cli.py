@@ -73,6 +73,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from mstar_ray.core.seeds import derive_seed
     from mstar_ray.eval.validation import evaluate
     from mstar_ray.groups.cluster import connect_ray
+    from mstar_ray.groups.prm import PRMGroup
     from mstar_ray.groups.rollout import RolloutGroup
     from mstar_ray.loop.datasets import load_datasets
 
@@ -88,8 +89,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     r = cfg.rollout
     seed = derive_seed(cfg.run.seed, split)  # the draws of a run's own evaluation of the split, at rollout.temperature
     params = SamplingParams(r.samples_per_prompt, r.temperature, r.top_p, r.top_k, r.max_new_tokens, seed)
-    result = evaluate(RolloutGroup(cfg, cfg.model.path), prompts, params)
-    payload = {"model": cfg.model.path, "split": split} | result.to_dict()
+    prm = PRMGroup(cfg, cfg.prm.path) if cfg.prm.enabled and cfg.prm.path else None  # Reward-Pass@2, PRM pairwise
+    result = evaluate(RolloutGroup(cfg, cfg.model.path), prompts, params, prm, cfg.prm.aggregation)
+    payload = {"model": cfg.model.path, "prm": prm.prm_path if prm else None, "split": split} | result.to_dict()
     print(json.dumps(payload, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(payload, indent=2))
@@ -258,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("make-data", help="write the synthetic colour-grid task (LLaVA JSON + PNG)")
     data.add_argument("--out", required=True)
     data.add_argument("--seed", type=int, default=0)
-    data.add_argument("--seed-size", type=int, default=200, help="gold chain-of-thought examples")
+    data.add_argument("--seed-size", type=int, default=1000, help="gold chain-of-thought examples")
     data.add_argument("--labeled", type=int, default=2000)
     data.add_argument("--validation", type=int, default=100)
     data.add_argument("--test", type=int, default=300)

@@ -25,8 +25,13 @@ def split_steps(response: str) -> list[str]:
 
 
 def step_prefixes(steps: Sequence[str]) -> list[str]:
-    """Response prefixes ending after each step but the last, ready to be continued."""
-    return [STEP_SEPARATOR.join(steps[: i + 1]) + STEP_SEPARATOR for i in range(len(steps) - 1)]
+    """Response prefixes ending after each step but the last, ready to be continued.
+
+    A prefix ends with its step's last character, not with the separator: the model writes the separator itself.
+    Trailing whitespace tokenizes differently at the end of a text than before the next word (a byte-level BPE
+    merges a final "\n\n" into the token it otherwise writes only before the answer), and a continuation after a
+    token the model never saw there is noise, which would make the step's Monte-Carlo label noise too."""
+    return [STEP_SEPARATOR.join(steps[: i + 1]) for i in range(len(steps) - 1)]
 
 
 def aggregate(step_scores: Sequence[float], how: ScoreAggregation) -> float:

@@ -56,6 +56,11 @@ def add_step(a: int, b: int) -> str:
     return f"Add: {a} + {b} = {a + b}."
 
 
+def total_step(terms: Sequence[int]) -> str:
+    """All the terms summed in one step."""
+    return f"Total: {' + '.join(map(str, terms))} = {sum(terms)}."
+
+
 def extremes_step(high: int, low: int) -> str:
     return f"The largest count is {high} and the smallest is {low}."
 
@@ -76,6 +81,7 @@ def grid_step(rows: int, cols: int) -> str:
 _COUNT = re.compile(r"Count the (\w+) cells: there (?:is|are) (\d+)\.")
 _SCORE = re.compile(r"Score of (\w+): (\d+) x (\d+) = (\d+)\.")
 _ADD = re.compile(r"Add: (\d+) \+ (\d+) = (\d+)\.")
+_TOTAL = re.compile(r"Total: (\d+(?: \+ \d+)*) = (\d+)\.")
 _EXTREMES = re.compile(r"The largest count is (\d+) and the smallest is (\d+)\.")
 _SUBTRACT = re.compile(r"Subtract: (\d+) - (\d+) = (\d+)\.")
 _MOST = re.compile(r"The most frequent color is (\w+), option \(([A-Z])\)\.")
@@ -148,6 +154,9 @@ def check_step(text: str, truth: Mapping) -> StepCheck:
         terms = combination_terms(truth)
         sums = partial_sums(terms)
         return _verdict(step, a + b == c and a in sums and b in terms and c in sums)
+    if m := _TOTAL.fullmatch(step):
+        terms, stated = sorted(int(t) for t in m.group(1).split(" + ")), int(m.group(2))
+        return _verdict(step, terms == sorted(combination_terms(truth)) and stated == sum(terms))
     if m := _SUBTRACT.fullmatch(step):
         a, b, c = map(int, m.groups())
         return _verdict(step, a == max(counts.values()) and b == min(counts.values()) and c == a - b)

@@ -25,6 +25,8 @@ GAUGES = {
     "mstar_val_greedy_accuracy": ("val_greedy_accuracy", "Validation greedy accuracy"),
     "mstar_val_pass_at_k": ("val_pass_at_k", "Validation Pass@K"),
     "mstar_val_reward_pass_at_2": ("val_reward_pass_at_2", "Validation Reward-Pass@2 (PRM top 2)"),
+    "mstar_val_strict_accuracy": ("val_strict_accuracy", "Validation strict accuracy (answer right, every step true)"),
+    "mstar_selected_process_correct": ("selected_process_correct", "Share of the selected responses process-correct"),
     "mstar_sync_gb_per_s": ("sync_gb_per_s", "Weight sync throughput"),
 }
 

@@ -31,6 +31,7 @@ from mstar_ray.eval.process import (
     most_step,
     score_step,
     subtract_step,
+    total_step,
 )
 
 PALETTE: dict[str, tuple[int, int, int]] = {
@@ -42,6 +43,7 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 }
 EMPTY_RGB = (255, 255, 255)
 KINDS = ("weighted", "total", "most", "spread")
+SUMS = ("total", "running")
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,10 @@ class TaskSpec:
     colors: int = 3  # the first this many of PALETTE
     kinds: tuple[str, ...] = ("weighted",)  # question kinds, drawn uniformly
     max_weight: int = 3  # weighted questions give each colour a weight from 1 to this
+    sums: str = "total"  # "total": one step adds every term; "running": one "Add" step per term
     false_step_share: float = 0.0  # seed chains with one miscount that the next step corrects (right answer)
     irrelevant_step_share: float = 0.0  # seed chains that open with a true step no question needs
-    seed_size: int = 200
+    seed_size: int = 1000
     labeled_size: int = 2000
     validation_size: int = 100
     test_size: int = 300
@@ -67,6 +70,8 @@ class TaskSpec:
         unknown = set(self.kinds) - set(KINDS)
         if not self.kinds or unknown:
             raise ValueError(f"kinds: {sorted(unknown) or 'none'} given; choose from {', '.join(KINDS)}")
+        if self.sums not in SUMS:
+            raise ValueError(f"sums: {self.sums!r}; choose from {', '.join(SUMS)}")
         if not 2 <= self.colors <= len(PALETTE):
             raise ValueError(f"colors: {self.colors}; between 2 and {len(PALETTE)}")
         if self.max_weight < 1:
@@ -100,10 +105,12 @@ def _question(kind: str, palette: list[str], weights: dict[str, int]) -> str:
     return "How many more cells does the most frequent color have than the least frequent color?"
 
 
-def _final_steps(kind: str, counts: dict[str, int], weights: dict[str, int]) -> tuple[list[str], str] | None:
+def _final_steps(kind: str, counts: dict[str, int], weights: dict[str, int], sums: str) -> tuple[list[str], str] | None:
     """The steps after the counts, and the answer; None when the question has no unique answer."""
     if kind in ("total", "weighted"):
         terms = [n * weights[c] for c, n in counts.items()] if kind == "weighted" else list(counts.values())
+        if sums == "total":
+            return [total_step(terms)], str(sum(terms))
         steps, running = [], terms[0]
         for v in terms[1:]:
             steps.append(add_step(running, v))
@@ -141,7 +148,7 @@ def make_item(spec: TaskSpec, rng: random.Random) -> Item:
         counts = {c: counter[c] for c in palette}
         kind = rng.choice(spec.kinds)
         weights = {c: rng.randint(1, spec.max_weight) for c in palette} if kind == "weighted" else {}
-        final = _final_steps(kind, counts, weights)
+        final = _final_steps(kind, counts, weights, spec.sums)
         flawed, padded = rng.random() < spec.false_step_share, rng.random() < spec.irrelevant_step_share
         miscount = rng.choice(palette) if flawed else None
         if final is not None:

@@ -112,6 +112,15 @@ def test_prm_label_then_train_then_run_with_the_trained_prm(tmp_path: Path, tiny
     summary = json.loads((tmp_path / "with_prm" / "summary.json").read_text())
     assert summary["selection"] == "prm_top_k" and summary["final"]["reward_pass_at_2"] is not None
     assert not (tmp_path / "with_prm" / "prm").exists()  # the given PRM was used, none trained
+    assert summary["final"]["strict_accuracy"] is not None  # the synthetic rows carry their ground truth
+
+    out = tmp_path / "eval.json"  # a split evaluated with a given PRM: Reward-Pass@2 and the PRM's pairwise figures
+    result = mstar(
+        "eval", "--config", "/dev/null", "--split", "test", "--out", str(out), *common, f"prm.path={prm_dir}"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    payload = json.loads(out.read_text())
+    assert payload["prm"] == str(prm_dir) and payload["reward_pass_at_2"] is not None and "prm_pairs" in payload
 
 
 def test_prm_label_policy_is_refused_by_run(tmp_path: Path, tiny_model: Path, tiny_data) -> None:

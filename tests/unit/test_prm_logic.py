@@ -38,7 +38,7 @@ def test_split_steps_keeps_the_answer_with_the_last_step() -> None:
     assert split_steps("") == [""]
     # the answer section is found as the verifier finds it, even without a blank line before it
     assert split_steps("a\n\nlast step\n## Final Answer: 5") == ["a", "last step\n\n## Final Answer: 5"]
-    assert step_prefixes(["a", "b", "c"]) == ["a\n\n", "a\n\nb\n\n"]
+    assert step_prefixes(["a", "b", "c"]) == ["a", "a\n\nb"]
     assert step_prefixes(["only"]) == []
 
 

@@ -211,3 +211,11 @@ def test_step_labels_are_scored_by_how_they_separate_true_from_false_steps() -> 
 def test_ground_truth_is_not_part_of_a_prompts_identity() -> None:
     bare = Prompt(PROMPT.id, PROMPT.question, PROMPT.images, PROMPT.answer)
     assert bare == PROMPT and hash(bare) == hash(PROMPT) and bare.truth is None
+
+
+def test_a_total_step_must_add_the_true_terms() -> None:
+    scores = GOLD[:3]
+    assert check(scores + ["Total: 6 + 4 + 1 = 11."]).process == Process.PROCESS_CORRECT
+    assert check(scores + ["Total: 4 + 1 + 6 = 11."]).process == Process.PROCESS_CORRECT  # any order
+    assert check(scores + ["Total: 6 + 5 + 1 = 11."]).process == Process.FLAWED_CORRECT  # the sum of other terms
+    assert check(scores + ["Total: 6 + 4 + 1 = 12."], answer="12").process == Process.WRONG
