@@ -148,6 +148,12 @@ def cmd_make_data(args: argparse.Namespace) -> int:
         validation_size=args.validation,
         test_size=args.test,
         unlabeled_size=args.unlabeled,
+        colors=args.colors,
+        kinds=tuple(args.kinds),
+        max_weight=args.max_weight,
+        sums=args.sums,
+        false_step_share=args.false_step_share,
+        irrelevant_step_share=args.irrelevant_step_share,
     )
     paths = write_synthetic_dataset(args.out, spec, seed=args.seed)
     for split, path in paths.items():
@@ -260,11 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("make-data", help="write the synthetic colour-grid task (LLaVA JSON + PNG)")
     data.add_argument("--out", required=True)
     data.add_argument("--seed", type=int, default=0)
-    data.add_argument("--seed-size", type=int, default=1000, help="gold chain-of-thought examples")
+    data.add_argument("--seed-size", type=int, default=200, help="gold chain-of-thought examples")
     data.add_argument("--labeled", type=int, default=2000)
     data.add_argument("--validation", type=int, default=100)
     data.add_argument("--test", type=int, default=300)
     data.add_argument("--unlabeled", type=int, default=0, help="prompts for the unlabeled pool (0: no file)")
+    data.add_argument("--kinds", nargs="+", default=["total", "most", "spread"], help="question kinds (or weighted)")
+    data.add_argument("--sums", default="running", help="weighted and total questions: running (Add steps) or total")
+    data.add_argument("--colors", type=int, default=3, help="colours in the grid (2 to 5)")
+    data.add_argument("--max-weight", type=int, default=3, help="weighted questions: points per cell from 1 to this")
+    data.add_argument("--false-step-share", type=float, default=0.0, help="seed chains with a miscount")
+    data.add_argument("--irrelevant-step-share", type=float, default=0.0, help="seed chains with a needless step")
     data.set_defaults(func=cmd_make_data)
     split = sub.add_parser("split", help="split a source dataset (e.g. MathV360K) into labeled/unlabeled/val/test")
     split.add_argument("--source", required=True, help="dataset in any format data.labeled accepts (PATH[::SPLIT])")

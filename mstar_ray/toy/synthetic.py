@@ -1,15 +1,19 @@
 """A synthetic multimodal reasoning task written in the LLaVA / MathV360K format, with its ground truth.
 
-Each image is a grid of coloured cells. The default question weighs the colours with numbers given in the text
-("each red cell scores 3 points, ...; what is the total score?"), so the answer can only be reached through the
-intermediate results: each colour's count read from the image, its score, and the running sum. The older kinds
-(how many cells are coloured, which colour is most frequent, the spread between the most and least frequent) can
-be mixed in. Gold responses use the paper's step format (steps separated by a blank line, then a `# Answer`
-section) and the step phrases of `mstar_ray.eval.process`, whose checker marks each step of a response true or
-false against the row's `truth` (grid, per-colour counts, question kind, weights). Knobs add a false step to a share
-of the seed chains (a miscount that the next step silently corrects: a flawed chain with a right answer) and a true
-but irrelevant step. Splits: `seed.json` (gold chain of thought), `labeled.json` (answer only), `validation.json`,
-`test.json` and optionally `unlabeled.json`, with the PNGs under `images/` and the options in `task.json`.
+Each image is a grid of coloured cells. The default questions ask how many cells are coloured, which colour is most
+frequent (multiple choice), or how many more cells the most frequent colour has than the least frequent one; each
+gold chain counts every colour, then combines the counts. A tiny model learns to read those answers off the image
+and to write the counts as decoration. The `weighted` kind makes the answer depend on the steps: it gives each
+colour a number of points in the text ("Points per cell: red 2, green 1, blue 3. What is the total score of the
+grid?"), and the chain reads each count times its points ("Score of red: 2 x 2 = 4."), then sums the scores
+(`sums="running"`: one "Add" step per score; `sums="total"`: one "Total: 4 + 4 + 3 = 11." step).
+
+Gold responses use the paper's step format (steps separated by a blank line, then a `# Answer` section) and the step
+phrases of `mstar_ray.eval.process`, whose checker marks each step of a response true or false against the row's
+`truth` (grid, per-colour counts, question kind, weights). Knobs add a false step to a share of the seed chains (a
+miscount that the later steps silently ignore: a flawed chain with a right answer) and a true but irrelevant step.
+Splits: `seed.json` (gold chain of thought), `labeled.json` (answer only), `validation.json`, `test.json` and
+optionally `unlabeled.json`, with the PNGs under `images/` and the options in `task.json`.
 """
 
 from __future__ import annotations
@@ -55,12 +59,12 @@ class TaskSpec:
     cell_pixels: int = 28  # one Qwen2-VL merged patch (2 x 14 px) per cell
     fill_probability: float = 0.8
     colors: int = 3  # the first this many of PALETTE
-    kinds: tuple[str, ...] = ("weighted",)  # question kinds, drawn uniformly
+    kinds: tuple[str, ...] = ("total", "most", "spread")  # question kinds, drawn uniformly
     max_weight: int = 3  # weighted questions give each colour a weight from 1 to this
-    sums: str = "total"  # "total": one step adds every term; "running": one "Add" step per term
+    sums: str = "running"  # "running": one "Add" step per term; "total": one step adds every term
     false_step_share: float = 0.0  # seed chains with one miscount that the next step corrects (right answer)
     irrelevant_step_share: float = 0.0  # seed chains that open with a true step no question needs
-    seed_size: int = 1000
+    seed_size: int = 200
     labeled_size: int = 2000
     validation_size: int = 100
     test_size: int = 300
@@ -149,7 +153,9 @@ def make_item(spec: TaskSpec, rng: random.Random) -> Item:
         kind = rng.choice(spec.kinds)
         weights = {c: rng.randint(1, spec.max_weight) for c in palette} if kind == "weighted" else {}
         final = _final_steps(kind, counts, weights, spec.sums)
-        flawed, padded = rng.random() < spec.false_step_share, rng.random() < spec.irrelevant_step_share
+        # Drawn only when a knob is set, so that the default task's data stay as they were before the knobs
+        flawed = spec.false_step_share > 0 and rng.random() < spec.false_step_share
+        padded = spec.irrelevant_step_share > 0 and rng.random() < spec.irrelevant_step_share
         miscount = rng.choice(palette) if flawed else None
         if final is not None:
             break
