@@ -161,10 +161,11 @@ def auc(positives: Sequence[float], negatives: Sequence[float]) -> float | None:
 def step_label_separation(labelled: Sequence[tuple[Sequence[str], Sequence[float], dict | None]]) -> dict | None:
     """How well step labels (or scores) separate true from false steps: (steps, labels, truth) per response, the
     answer section ignored. None when no response has ground truth."""
-    true_labels, false_labels = [], []
+    true_labels, false_labels, checked = [], [], False
     for steps, labels, truth in labelled:
         if not has_truth(truth):
             continue
+        checked = True
         for step, label in zip(steps, labels, strict=True):
             body = reasoning_steps(step)
             if not body:
@@ -174,7 +175,7 @@ def step_label_separation(labelled: Sequence[tuple[Sequence[str], Sequence[float
                 false_labels.append(label)
             elif verdicts == {Verdict.TRUE}:
                 true_labels.append(label)
-    if not true_labels and not false_labels:
+    if not checked:
         return None
     return {
         "true_steps": len(true_labels),

@@ -139,3 +139,17 @@ def test_full_recipe_with_prm_temperature_and_mixin(ray_cluster, prm_data, tiny_
         assert r["val_pass_at_k_minus_greedy"] == pytest.approx(r["val_pass_at_k"] - r["val_greedy_accuracy"])
     assert (run_dir.path / "dynamics.png").read_bytes()[:4] == b"\x89PNG"
     assert summary["final"]["reward_pass_at_2"] is not None
+
+    # The synthetic rows carry their ground truth: every step checked, the figures beside the answer figures.
+    assert records[0]["prm"]["labels"]["step_truth"]["true_steps"] >= 0  # None only for data without ground truth
+    for r in [records[0], *iterations]:
+        assert 0.0 <= r["val_strict_accuracy"] <= r["val_greedy_accuracy"]
+    for stage in ("pre_evolved", "final"):
+        assert 0.0 <= summary[stage]["strict_accuracy"] <= summary[stage]["greedy_accuracy"]
+        responses = [
+            json.loads(line) for line in (run_dir.path / f"test_responses_{stage}.jsonl").read_text().splitlines()
+        ]
+        assert [r["id"] for r in responses] == [p.id for p in loop.data.test]
+        steps = [s for r in responses for s in r["steps"]]
+        assert all(s["verdict"] in ("true", "false", None) and 0.0 < s["score"] < 1.0 for s in steps)
+        assert all(r["process"] is not None for r in responses)

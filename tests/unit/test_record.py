@@ -5,7 +5,7 @@ from __future__ import annotations
 from mstar_ray.core.records import Prompt, PromptRollouts, Sample, TrainExample
 from mstar_ray.core.sampling import SamplingParams
 from mstar_ray.eval.validation import EvalResult
-from mstar_ray.loop.record import IterationRecord, PseudoLabelStats, RolloutStats, TrainResult
+from mstar_ray.loop.record import IterationRecord, PseudoLabelStats, RolloutStats, TrainResult, selected_data_quality
 from mstar_ray.sync.coordinator import SyncStats
 from mstar_ray.training.sft import TrainStats
 
@@ -45,3 +45,20 @@ def test_an_iteration_without_training_or_validation_has_no_such_keys() -> None:
     ).to_json()  # fmt: skip
     assert line["train_examples"] == 0 and line["train_steps"] == 0 and "train_loss" not in line
     assert not any(k.startswith(("val_", "pseudo_")) for k in line) and "scored" not in line
+
+
+def test_the_runs_selected_data_is_weighted_by_what_each_iteration_selected() -> None:
+    records = [
+        {"iteration": 0},
+        {"iteration": 1, "selected": 10, "selected_process_correct": 0.5, "random_k_process_correct": 0.2,
+         "oracle_process_correct": 0.6},
+        {"iteration": 2, "selected": 30, "selected_process_correct": 0.1, "random_k_process_correct": 0.2,
+         "oracle_process_correct": 0.2},
+        {"iteration": 3, "selected": 0, "selected_process_correct": None},
+    ]  # fmt: skip
+    quality = selected_data_quality(records)
+    assert quality["selected"] == 40 and abs(quality["selected_process_correct"] - 0.2) < 1e-12
+    assert (
+        abs(quality["random_k_process_correct"] - 0.2) < 1e-12 and abs(quality["oracle_process_correct"] - 0.3) < 1e-12
+    )
+    assert selected_data_quality([{"iteration": 1, "selected": 5}]) is None
