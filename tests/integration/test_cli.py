@@ -115,9 +115,8 @@ def test_prm_label_then_train_then_run_with_the_trained_prm(tmp_path: Path, tiny
     assert summary["final"]["strict_accuracy"] is not None  # the synthetic rows carry their ground truth
 
     out = tmp_path / "eval.json"  # a split evaluated with a given PRM: Reward-Pass@2 and the PRM's pairwise figures
-    result = mstar(
-        "eval", "--config", "/dev/null", "--split", "test", "--out", str(out), *common, f"prm.path={prm_dir}"
-    )
+    args = ["--split", "test", "--out", str(out), *common, f"prm.path={prm_dir}"]
+    result = mstar("eval", "--config", "/dev/null", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     payload = json.loads(out.read_text())
     assert payload["prm"] == str(prm_dir) and payload["reward_pass_at_2"] is not None and "prm_pairs" in payload

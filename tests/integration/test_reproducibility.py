@@ -97,7 +97,8 @@ def _assert_reproducible(configs: dict[str, MStarConfig], probe) -> None:
     difference, compared = compare_runs(runs["a"], runs["b"])
     assert difference is None, str(difference)
     assert [c.split(" ")[0] for c in compared] == [
-        "metrics.jsonl", "prompts.jsonl", "prm_labels.jsonl", "summary.json", "checkpoints/final", "prm",
+        "metrics.jsonl", "prompts.jsonl", "prm_labels.jsonl", "test_responses_pre_evolved.jsonl",
+        "test_responses_final.jsonl", "summary.json", "checkpoints/final", "prm",
     ]  # fmt: skip
     records = RunDir.open(runs["a"]).read_metrics()
     assert [r["iteration"] for r in records] == [0, 1, 1, 2]  # pre-evolution, the temperature search, 2 iterations
