@@ -15,9 +15,9 @@ from mstar_ray.core.sampling import SamplingParams
 from mstar_ray.core.seeds import derive_seed
 from mstar_ray.eval.benchmarks.runner import evaluate_run_stage, stage_headlines
 from mstar_ray.eval.metrics import mark_correct
-from mstar_ray.eval.process_metrics import PairwiseAccuracy, marked_response, prm_pairwise_accuracy
+from mstar_ray.eval.process_metrics import PairwiseAccuracy, prm_pairwise_accuracy
 from mstar_ray.eval.temperature import search_temperature
-from mstar_ray.eval.validation import EvalResult, evaluate, evaluate_with_responses
+from mstar_ray.eval.validation import EvalResult
 from mstar_ray.groups.base import dead_actors
 from mstar_ray.groups.placement import Placement
 from mstar_ray.groups.prm import PRMGroup
@@ -26,6 +26,7 @@ from mstar_ray.groups.trainers import PolicyTrainerGroup
 from mstar_ray.loop import stages
 from mstar_ray.loop.checkpoints import Checkpoints
 from mstar_ray.loop.datasets import Datasets, PromptCursor
+from mstar_ray.loop.evaluation import held_out_result, validation_due, validation_result
 from mstar_ray.loop.prm_stage import label_prompts, train_prm
 from mstar_ray.loop.record import IterationRecord, PseudoLabelStats, RolloutStats, TrainResult, selected_data_quality
 from mstar_ray.loop.recovery import EngineWeights, TrainerRebuilds, retry_on_dead_trainers
@@ -299,32 +300,16 @@ class MStarRun:
         return retry_on_dead_trainers(self.weights.sync, self.dead_trainers, rebuild_and_retrain), trained[-1]
 
     def evaluate_validation(self, iteration: int, params: SamplingParams) -> EvalResult | None:
-        """The dynamics on the validation prompts, every loop.eval_every iterations and after the last."""
-        every = self.cfg.loop.eval_every
-        if not every or (iteration % every and iteration != self.cfg.loop.iterations):
+        """The dynamics on the validation prompts when due (None otherwise)."""
+        if not validation_due(self.cfg, iteration):
             return None
-        sampling = params.with_(seed=derive_seed(self.cfg.run.seed, "validation"))  # the same draws every time
-        return evaluate(self.rollout, self.data.validation, sampling, self.prm, self.cfg.prm.aggregation)
+        return validation_result(self.cfg, self.rollout, self.prm, self.data.validation, params)
 
     def evaluate_test(self, label: str) -> EvalResult | None:
-        """The test prompts under one protocol before and after (the configured temperature, not the adapted)."""
+        """The test prompts under one protocol before and after, when loop.eval_test is set."""
         if not self.cfg.loop.eval_test:
             return None
-        seed = derive_seed(self.cfg.run.seed, "test")
-        sampling = self.sampling(0).with_(temperature=self.cfg.rollout.temperature, seed=seed)
-        result, greedy = evaluate_with_responses(
-            self.rollout, self.data.test, sampling, self.prm, self.cfg.prm.aggregation
-        )
-        self.write_responses(label, greedy)
-        log.info("%s test: greedy %.3f, Pass@%d %.3f", label, result.greedy_accuracy, result.k, result.pass_at_k)
-        return result
-
-    def write_responses(self, label: str, greedy: list[PromptRollouts]) -> None:
-        """The greedy test responses, steps marked (and scored by the PRM, when there is one), for the report."""
-        if self.prm is not None:
-            self.prm.score(greedy)
-        name = f"test_responses_{label.replace('-', '_')}.jsonl"
-        self.run_dir.write_records(name, [marked_response(g) for g in greedy])
+        return held_out_result(self.cfg, self.rollout, self.prm, self.data.test, self.sampling(0), self.run_dir, label)
 
     def evaluate_benchmarks(self, stage: RunStage) -> None:
         """Greedy accuracy on eval.benchmarks at this stage (eval.run_stages) over the rollout workers."""
