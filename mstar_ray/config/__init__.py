@@ -8,6 +8,7 @@ docs/configuration.md from the schema.
 from mstar_ray.config.base import (
     BENCHMARK_NAMES,
     BEST_METRICS,
+    ORACLE_RULES,
     PRM_RULES,
     ConfigError,
     LabelKind,
@@ -66,6 +67,7 @@ __all__ = [
     "PRMConfig",
     "PRMLabelConfig",
     "PRMTrainConfig",
+    "ORACLE_RULES",
     "PRM_RULES",
     "PlacementStrategy",
     "RayConfig",

@@ -55,9 +55,11 @@ class SelectionRule(str, Enum):
     PRM_TOP_K = "prm_top_k"
     PRM_THRESHOLD = "prm_threshold"
     ORACLE_TOP_K = "oracle_top_k"  # process-correct responses first, by the checker: a ceiling on data with truth
+    ORACLE_SOUND = "oracle_sound"  # only process-correct responses: the ceiling of threshold selection
 
 
 PRM_RULES = (SelectionRule.PRM_TOP_K, SelectionRule.PRM_THRESHOLD)
+ORACLE_RULES = (SelectionRule.ORACLE_TOP_K, SelectionRule.ORACLE_SOUND)
 
 # Validation figures (metrics.jsonl keys, higher is better) that can choose the best checkpoint
 BEST_METRICS = (

@@ -249,10 +249,11 @@ class LoopConfig(Section):
     """Share of the labeled prompts traversed per iteration."""
     selection: SelectionRule = Field(default=SelectionRule.RANDOM_K, strict=False)
     """Rule choosing training responses among correct ones (oracle_top_k ranks by the process checker: the ceiling a
-    perfect PRM would reach, on data with ground truth only)."""
+    perfect PRM would reach; oracle_sound keeps only process-correct responses: the ceiling of prm_threshold; both on
+    data with ground truth only)."""
     top_k: int = Field(default=2, ge=1)
     """Responses kept per prompt by the selection rule (random_k, prm_top_k, oracle_top_k; the cap of
-    prm_threshold)."""
+    prm_threshold and oracle_sound)."""
     score_threshold: float = Field(default=0.5, ge=0, le=1)
     """prm_threshold keeps correct responses whose PRM score is above this (alpha)."""
     mixin_unlabeled: bool = False

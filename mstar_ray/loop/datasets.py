@@ -7,7 +7,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mstar_ray.config import ConfigError, MStarConfig, SelectionRule
+from mstar_ray.config import ORACLE_RULES, ConfigError, MStarConfig
 from mstar_ray.core.records import Prompt
 from mstar_ray.core.seeds import derive_seed
 from mstar_ray.data.formats import BadRowError, load_prompts
@@ -63,15 +63,15 @@ def load_datasets(cfg: MStarConfig, benchmarks: bool = False) -> Datasets:
 
 def check_ground_truth(cfg: MStarConfig, loaded: dict[str, list[Prompt]]) -> None:
     """The oracle selection ranks by the process checker: every prompt it selects from needs ground truth."""
-    if cfg.loop.selection != SelectionRule.ORACLE_TOP_K:
+    if cfg.loop.selection not in ORACLE_RULES:
         return
     for split in ("labeled", "unlabeled") if cfg.loop.mixin_unlabeled else ("labeled",):
         lacking = [p.id for p in loaded[split] if not has_truth(p.truth)]
         if lacking:
             raise ConfigError(
-                f"loop.selection: oracle_top_k ranks by the process checker, which needs ground truth (a 'truth' "
-                f"column as the synthetic task writes); {len(lacking)} of {len(loaded[split])} data.{split} prompts "
-                f"have none (first: {lacking[0]}). Choose another rule for this data"
+                f"loop.selection: {cfg.loop.selection.value} ranks by the process checker, which needs ground truth "
+                f"(a 'truth' column as the synthetic task writes); {len(lacking)} of {len(loaded[split])} "
+                f"data.{split} prompts have none (first: {lacking[0]}). Choose another rule for this data"
             )
 
 

@@ -78,12 +78,23 @@ def select_oracle_top_k(group: PromptRollouts, spec: SelectionSpec, rng: random.
     return sorted(correct, key=lambda s: order.get(s.process, 2))[: spec.k]
 
 
+def select_oracle_sound(group: PromptRollouts, spec: SelectionSpec, rng: random.Random) -> list[Sample]:
+    """Up to k process-correct samples, drawn uniformly: a prompt without a sound response contributes nothing (what
+    a perfect PRM would keep under a threshold)."""
+    correct = _correct(group)
+    if any(s.process is None for s in correct):
+        raise ValueError(f"selection rule oracle_sound needs ground truth; prompt {group.prompt.id} has none")
+    sound = [s for s in correct if s.process == Process.PROCESS_CORRECT.value]
+    return rng.sample(sound, min(spec.k, len(sound)))
+
+
 SELECTION_RULES: dict[SelectionRule, Rule] = {
     SelectionRule.RANDOM_K: select_random_k,
     SelectionRule.ALL_CORRECT: select_all_correct,
     SelectionRule.PRM_TOP_K: select_top_k_by_prm,
     SelectionRule.PRM_THRESHOLD: select_above_threshold,
     SelectionRule.ORACLE_TOP_K: select_oracle_top_k,
+    SelectionRule.ORACLE_SOUND: select_oracle_sound,
 }
 
 

@@ -175,6 +175,10 @@ def test_selection_quality_beside_random_k_and_the_oracle() -> None:
     oracle = select_training_examples([group], SelectionSpec(SelectionRule.ORACLE_TOP_K, k=3), seed=0)
     assert [ex.response for ex in oracle][:2] == [group.samples[0].text, group.samples[2].text]
     assert selection_quality([group], oracle, k=3).selected == 2 / 3
+    sound = select_training_examples([group], SelectionSpec(SelectionRule.ORACLE_SOUND, k=3), seed=0)
+    assert sorted(ex.response for ex in sound) == sorted([group.samples[0].text, group.samples[2].text])
+    flawed_only = PromptRollouts(group.prompt, [group.samples[1], group.samples[3]])
+    assert select_training_examples([flawed_only], SelectionSpec(SelectionRule.ORACLE_SOUND, k=2), seed=0) == []
     assert selection_quality([group], [], k=2) is None
 
 
@@ -194,6 +198,9 @@ def test_oracle_selection_needs_ground_truth(tiny_data: dict[str, Path]) -> None
     bare = [Prompt(p.id, p.question, p.images, p.answer) for p in prompts]
     with pytest.raises(ConfigError, match=r"loop\.selection: oracle_top_k .* 24 of 24 data\.labeled prompts"):
         check_ground_truth(cfg, {"labeled": bare, "unlabeled": []})
+    sound = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"selection": SelectionRule.ORACLE_SOUND})})
+    with pytest.raises(ConfigError, match=r"loop\.selection: oracle_sound .* 24 of 24 data\.labeled prompts"):
+        check_ground_truth(sound, {"labeled": bare, "unlabeled": []})
     group = PromptRollouts(bare[0], [Sample(bare[0].id, "# Answer\n\n1", 3, True, 0, correct=True)])
     with pytest.raises(ValueError, match="needs ground truth"):
         select_training_examples([group], SelectionSpec(SelectionRule.ORACLE_TOP_K), seed=0)
