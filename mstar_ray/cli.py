@@ -184,9 +184,10 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 def cmd_make_model(args: argparse.Namespace) -> int:
     from mstar_ray.toy.factory import build_tiny_model
-    from mstar_ray.toy.synthetic import corpus_texts
+    from mstar_ray.toy.synthetic import corpus_texts, read_task_spec
 
-    out = build_tiny_model(args.family, corpus_texts(), args.out, seed=args.seed)
+    spec = read_task_spec(args.data) if args.data else None
+    out = build_tiny_model(args.family, corpus_texts(spec), args.out, seed=args.seed)
     print(f"tiny {args.family} model written to {out}")
     return 0
 
@@ -295,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--seed", type=int, default=0)
     # checked by the factory (importing it here would load transformers for every command)
     model.add_argument("--family", default="qwen2_vl", help="model family, e.g. llava; an unknown one lists them all")
+    model.add_argument("--data", help="fit the tokenizer to the task make-data wrote here (default: default task)")
     model.set_defaults(func=cmd_make_model)
     report = sub.add_parser("report", help="write a self-contained report (HTML or Markdown) of a run directory")
     report.add_argument("run_dir", help="run directory (run.output_dir/run.name)")

@@ -216,6 +216,16 @@ def write_synthetic_dataset(out_dir: str | Path, spec: TaskSpec | None = None, s
     return paths
 
 
+def read_task_spec(data_dir: str | Path) -> TaskSpec:
+    """The options a synthetic dataset was written with (its task.json)."""
+    path = Path(data_dir) / "task.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; `mstar make-data` writes it beside the splits")
+    options = json.loads(path.read_text())
+    known = {f for f in TaskSpec.__dataclass_fields__}
+    return TaskSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if k in known})
+
+
 def corpus_texts(spec: TaskSpec | None = None, n: int = 2000, seed: int = 1) -> list[str]:
     """Questions and gold responses of the task, for training the tiny model's tokenizer."""
     spec = spec or TaskSpec()

@@ -25,7 +25,7 @@ from mstar_ray.eval.process_metrics import (
 )
 from mstar_ray.loop.datasets import check_ground_truth
 from mstar_ray.loop.selection import SelectionSpec, select_training_examples
-from mstar_ray.toy.synthetic import TaskSpec, make_item, write_synthetic_dataset
+from mstar_ray.toy.synthetic import TaskSpec, make_item, read_task_spec, write_synthetic_dataset
 
 # red 2 x 3 = 6, green 4 x 1 = 4, blue 1 x 1 = 1: total 11
 TRUTH = {
@@ -119,8 +119,13 @@ def test_generated_gold_chains_pass_and_flawed_ones_do_not(kind: str) -> None:
 
 
 def test_the_loaders_keep_the_ground_truth_and_the_options_are_recorded(tmp_path: Path) -> None:
-    spec = TaskSpec(seed_size=2, labeled_size=3, validation_size=1, test_size=1, false_step_share=0.5)
+    spec = TaskSpec(
+        seed_size=2, labeled_size=3, validation_size=1, test_size=1, false_step_share=0.5, kinds=("weighted",)
+    )
     paths = write_synthetic_dataset(tmp_path, spec, seed=3)
+    assert read_task_spec(tmp_path) == spec  # what make-model --data fits the tokenizer to
+    with pytest.raises(FileNotFoundError, match="task.json"):
+        read_task_spec(tmp_path / "images")
     prompts, _ = load_prompts(paths["labeled"])
     rows = json.loads(paths["labeled"].read_text())
     assert [p.truth for p in prompts] == [r["truth"] for r in rows] and prompts[0].truth["task"] == "color_grid"
