@@ -10,9 +10,11 @@ process-correct response outscores a flawed-correct one, with a bootstrap interv
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mstar_ray.config import ScoreAggregation
 from mstar_ray.core.records import PromptRollouts, Sample, TrainExample
@@ -56,19 +58,65 @@ def choice_rate(sampled: Sequence[PromptRollouts]) -> float:
 
 
 @dataclass(frozen=True)
+class Advantage:
+    """Process-correct responses a rule selected beyond what as many random draws from the same pools would give,
+    per selected response. Kept as sums over prompts (n, a, w, aa, aw, ww: a = sound picked minus the random
+    expectation, w = picked), so that iterations add up; the 95% interval treats prompts as independent units
+    (the normal approximation of a ratio of sums)."""
+
+    n: int = 0
+    a: float = 0.0
+    w: float = 0.0
+    aa: float = 0.0
+    aw: float = 0.0
+    ww: float = 0.0
+
+    def add(self, a: float, w: float) -> Advantage:
+        return Advantage(self.n + 1, self.a + a, self.w + w, self.aa + a * a, self.aw + a * w, self.ww + w * w)
+
+    def __add__(self, other: Advantage) -> Advantage:
+        return Advantage(*(x + y for x, y in zip(self.terms(), other.terms(), strict=True)))
+
+    def terms(self) -> tuple[float, ...]:
+        return (self.n, self.a, self.w, self.aa, self.aw, self.ww)
+
+    @property
+    def value(self) -> float:
+        return self.a / self.w
+
+    def interval(self) -> tuple[float, float]:
+        if self.n < 2:
+            return (self.value, self.value)
+        r = self.value
+        residual = max(0.0, self.aa - 2 * r * self.aw + r * r * self.ww)
+        half = 1.96 * math.sqrt(self.n / (self.n - 1) * residual) / self.w
+        return (r - half, r + half)
+
+    def to_json(self) -> dict[str, Any]:
+        low, high = self.interval()
+        return {
+            "selected_advantage": self.value,
+            "selected_advantage_low": low,
+            "selected_advantage_high": high,
+            "selected_advantage_terms": list(self.terms()),
+        }
+
+
+@dataclass(frozen=True)
 class SelectionQuality:
     """Process correctness of the selected training data, beside random-k and the oracle on the same pool."""
 
     selected: float  # share of the selected responses that are process-correct
     random_k: float  # the same share expected of k responses drawn at random from each prompt's correct ones
     oracle: float  # the share if each prompt's k were its process-correct responses first
+    advantage: Advantage  # selected beyond random draws of as many responses, with its interval
 
-    def to_json(self) -> dict[str, float]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "selected_process_correct": self.selected,
             "random_k_process_correct": self.random_k,
             "oracle_process_correct": self.oracle,
-        }
+        } | self.advantage.to_json()
 
 
 def selection_quality(
@@ -79,6 +127,7 @@ def selection_quality(
     for ex in examples:
         chosen.setdefault(ex.prompt.id, set()).add(ex.response)
     picked = sound_picked = drawn = expected = ceiling = 0.0
+    advantage = Advantage()
     for g in _checked(rollouts):
         pool = distinct_correct(g)
         if not pool:
@@ -90,10 +139,12 @@ def selection_quality(
         ceiling += min(draw, sound)
         mine = [s for s in pool if s.text in chosen.get(g.prompt.id, set())]
         picked += len(mine)
-        sound_picked += sum(s.process == SOUND for s in mine)
+        mine_sound = sum(s.process == SOUND for s in mine)
+        sound_picked += mine_sound
+        advantage = advantage.add(mine_sound - len(mine) * sound / len(pool), len(mine))
     if not drawn or not picked:
         return None
-    return SelectionQuality(sound_picked / picked, expected / drawn, ceiling / drawn)
+    return SelectionQuality(sound_picked / picked, expected / drawn, ceiling / drawn, advantage)
 
 
 def pairwise_wins(group: PromptRollouts, aggregation: ScoreAggregation) -> tuple[float, int]:

@@ -9,7 +9,7 @@ from typing import Any
 from mstar_ray.core.records import PromptRollouts, TrainExample
 from mstar_ray.core.sampling import SamplingParams
 from mstar_ray.eval.metrics import mean_response_tokens, pass_at_k, sample_accuracy
-from mstar_ray.eval.process_metrics import PairwiseAccuracy, choice_rate, flaw_rate, selection_quality
+from mstar_ray.eval.process_metrics import Advantage, PairwiseAccuracy, choice_rate, flaw_rate, selection_quality
 from mstar_ray.eval.validation import EvalResult
 from mstar_ray.sync.coordinator import SyncStats
 from mstar_ray.training.sft import TrainStats, mean_loss
@@ -34,6 +34,10 @@ class RolloutStats:
     selected_process_correct: float | None = None
     random_k_process_correct: float | None = None
     oracle_process_correct: float | None = None
+    selected_advantage: float | None = None  # selected_process_correct beyond random draws of as many, per response
+    selected_advantage_low: float | None = None  # its 95% interval, prompts as units
+    selected_advantage_high: float | None = None
+    selected_advantage_terms: list[float] | None = None  # sums over prompts that let iterations be pooled
 
     @classmethod
     def of(
@@ -160,4 +164,8 @@ def selected_data_quality(records: Sequence[dict[str, Any]]) -> dict[str, float]
     total = sum(r["selected"] for r in rows)
     if not total:
         return None
-    return {key: sum(r[key] * r["selected"] for r in rows) / total for key in SELECTION_KEYS} | {"selected": total}
+    out = {key: sum(r[key] * r["selected"] for r in rows) / total for key in SELECTION_KEYS} | {"selected": total}
+    terms = [Advantage(*r["selected_advantage_terms"]) for r in rows if r.get("selected_advantage_terms")]
+    if terms and sum(terms, Advantage()).w:
+        out |= {k: v for k, v in sum(terms, Advantage()).to_json().items() if k != "selected_advantage_terms"}
+    return out

@@ -16,6 +16,7 @@ from mstar_ray.data.formats import load_prompts
 from mstar_ray.eval.metrics import mark_correct
 from mstar_ray.eval.process import Process, Verdict, check_response
 from mstar_ray.eval.process_metrics import (
+    Advantage,
     auc,
     flaw_rate,
     prm_pairwise_accuracy,
@@ -24,6 +25,7 @@ from mstar_ray.eval.process_metrics import (
     strict_accuracy,
 )
 from mstar_ray.loop.datasets import check_ground_truth
+from mstar_ray.loop.record import selected_data_quality
 from mstar_ray.loop.selection import SelectionSpec, select_training_examples
 from mstar_ray.toy.synthetic import TaskSpec, make_item, read_task_spec, write_synthetic_dataset
 
@@ -180,6 +182,15 @@ def test_selection_quality_beside_random_k_and_the_oracle() -> None:
     oracle = select_training_examples([group], SelectionSpec(SelectionRule.ORACLE_TOP_K, k=3), seed=0)
     assert [ex.response for ex in oracle][:2] == [group.samples[0].text, group.samples[2].text]
     assert selection_quality([group], oracle, k=3).selected == 2 / 3
+    # beyond random draws of as many: top-2 kept 1 sound where 2 x 2/4 were expected; oracle-3, 2 where 1.5 were
+    assert quality.advantage.value == 0.0
+    assert selection_quality([group], oracle, k=3).advantage.value == pytest.approx(0.5 / 3)
+    # two prompts, each 2 picked, 1 and 0 beyond chance: 0.25 per response, residuals +-0.5, half-width 1.96 x 0.25
+    pooled = Advantage().add(1.0, 2.0) + Advantage().add(0.0, 2.0)
+    assert pooled.value == 0.25 and pooled.interval() == pytest.approx((0.25 - 0.49, 0.25 + 0.49))
+    assert selected_data_quality(
+        [{"selected": 2, **quality.to_json()}, {"selected": 3, **selection_quality([group], oracle, k=3).to_json()}]
+    )["selected_advantage"] == pytest.approx(0.5 / 5)
     sound = select_training_examples([group], SelectionSpec(SelectionRule.ORACLE_SOUND, k=3), seed=0)
     assert sorted(ex.response for ex in sound) == sorted([group.samples[0].text, group.samples[2].text])
     flawed_only = PromptRollouts(group.prompt, [group.samples[1], group.samples[3]])
