@@ -158,7 +158,8 @@ def _cell(values: list[float | None]) -> str:
 
 def markdown(results: dict) -> str:
     """The tables as markdown: test greedy accuracy, Pass@K, Reward-Pass@2 and, where the data has ground truth,
-    strict accuracy and how process-correct the selected data was (beside random-k's expectation), in percent,
+    strict accuracy and how process-correct the selected data was (beside random-k's expectation, and the difference
+    to as many random draws), in percent,
     mean ± standard deviation over seeds."""
     seeds = ", ".join(str(s) for s in results["seeds"])
     parts = [f"Test split, percent, mean ± sd over run seeds {seeds} (config `{results['config']}`).\n"]
@@ -167,9 +168,9 @@ def markdown(results: dict) -> str:
         runs = [r for row in table["rows"] for r in row["runs"]]
         truth = any(r["test"].get("strict_accuracy") is not None for r in runs)
         parts.append(f"### {table['title']}\n")
-        extra = " strict accuracy | selected sound | random-k sound |" if truth else ""
+        extra = " strict accuracy | selected sound | random-k sound | sound beyond random |" if truth else ""
         parts.append(f"| variant | accuracy (greedy) | Pass@{k} | Reward-Pass@2 |{extra} per seed (greedy) |")
-        parts.append("| --- | ---: | ---: | ---: |" + " ---: |" * (3 if truth else 0) + " --- |")
+        parts.append("| --- | ---: | ---: | ---: |" + " ---: |" * (4 if truth else 0) + " --- |")
         for row in table["rows"]:
             tests = [r["test"] for r in row["runs"]]
             greedy = [t["greedy_accuracy"] for t in tests]
@@ -178,7 +179,7 @@ def markdown(results: dict) -> str:
             if truth:
                 selected = [r.get("selected_data") or {} for r in row["runs"]]
                 cells.append(_cell([t.get("strict_accuracy") for t in tests]))
-                cells += [_cell([s.get(key) for s in selected]) for key in SELECTION_KEYS[:2]]
+                cells += [_cell([s.get(key) for s in selected]) for key in (*SELECTION_KEYS[:2], "selected_advantage")]
             per_seed = ", ".join(f"{100 * g:.1f}" for g in greedy)
             parts.append(f"| {row['name']} | {' | '.join(cells)} | {per_seed} |")
         parts.append("")

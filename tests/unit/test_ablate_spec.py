@@ -79,7 +79,8 @@ def test_markdown_shows_mean_and_spread_per_row() -> None:
 def test_markdown_adds_the_process_columns_where_the_data_has_ground_truth() -> None:
     def run(seed: int, strict: float, selected: float | None) -> dict:
         test = {"greedy_accuracy": 0.8, "pass_at_k": 0.9, "k": 8, "reward_pass_at_2": None, "strict_accuracy": strict}
-        data = {"selected_process_correct": selected, "random_k_process_correct": 0.5} if selected else None
+        keys = {"selected_process_correct": selected, "random_k_process_correct": 0.5, "selected_advantage": 0.4}
+        data = keys if selected else None
         return {"seed": seed, "test": test, "selected_data": data}
 
     rows = [
@@ -87,6 +88,9 @@ def test_markdown_adds_the_process_columns_where_the_data_has_ground_truth() -> 
         {"name": "Oracle top-2", "runs": [run(0, 0.5, 0.9), run(1, 0.7, 1.0)]},
     ]
     text = markdown({"config": "c.yaml", "seeds": [0, 1], "tables": [{"title": "Selection", "rows": rows}]})
-    assert "| Reward-Pass@2 | strict accuracy | selected sound | random-k sound | per seed (greedy) |" in text
-    assert "| SFT only | 80.0 ± 0.0 | 90.0 ± 0.0 | - | 25.0 ± 7.1 | - | - | 80.0, 80.0 |" in text
-    assert "| Oracle top-2 | 80.0 ± 0.0 | 90.0 ± 0.0 | - | 60.0 ± 14.1 | 95.0 ± 7.1 | 50.0 ± 0.0 | 80.0, 80.0 |" in text
+    assert "| strict accuracy | selected sound | random-k sound | sound beyond random | per seed (greedy) |" in text
+    assert "| SFT only | 80.0 ± 0.0 | 90.0 ± 0.0 | - | 25.0 ± 7.1 | - | - | - | 80.0, 80.0 |" in text
+    assert (
+        "| Oracle top-2 | 80.0 ± 0.0 | 90.0 ± 0.0 | - | 60.0 ± 14.1 | 95.0 ± 7.1 | 50.0 ± 0.0 | 40.0 ± 0.0 | 80.0"
+        in text
+    )
