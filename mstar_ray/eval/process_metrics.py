@@ -209,31 +209,42 @@ def auc(positives: Sequence[float], negatives: Sequence[float]) -> float | None:
     return wins / (len(positives) * len(negatives))
 
 
-def step_label_separation(labelled: Sequence[tuple[Sequence[str], Sequence[float], dict | None]]) -> dict | None:
-    """How well step labels (or scores) separate true from false steps: (steps, labels, truth) per response, the
-    answer section ignored. None when no response has ground truth."""
+def step_label_separation(labelled: Sequence[tuple[str, Sequence[str], Sequence[float], dict | None]]) -> dict | None:
+    """How well step labels (or scores) separate true from false steps: (prompt id, steps, labels, truth) per
+    response, the answer section ignored. `auc` pools every step; `within_prompt_auc` compares only a true and a
+    false step at the same position of two responses to one prompt, which is what ranking a prompt's responses
+    needs (prompt difficulty, which moves every label of a prompt together, drops out). None without ground truth."""
     true_labels, false_labels, checked = [], [], False
-    for steps, labels, truth in labelled:
+    positions: dict[tuple[str, int], tuple[list[float], list[float]]] = {}
+    for key, steps, labels, truth in labelled:
         if not has_truth(truth):
             continue
         checked = True
-        for step, label in zip(steps, labels, strict=True):
+        for i, (step, label) in enumerate(zip(steps, labels, strict=True)):
             body = reasoning_steps(step)
             if not body:
                 continue
             verdicts = {check_step(s, truth).verdict for s in body}
             if Verdict.FALSE in verdicts:
                 false_labels.append(label)
+                positions.setdefault((key, i), ([], []))[1].append(label)
             elif verdicts == {Verdict.TRUE}:
                 true_labels.append(label)
+                positions.setdefault((key, i), ([], []))[0].append(label)
     if not checked:
         return None
+    wins = pairs = 0.0
+    for trues, falses in positions.values():
+        wins += sum(1.0 if t > f else 0.5 if t == f else 0.0 for t in trues for f in falses)
+        pairs += len(trues) * len(falses)
     return {
         "true_steps": len(true_labels),
         "false_steps": len(false_labels),
         "mean_label_true": _mean(true_labels),
         "mean_label_false": _mean(false_labels),
         "auc": auc(true_labels, false_labels),
+        "within_prompt_auc": wins / pairs if pairs else None,
+        "within_prompt_pairs": int(pairs),
     }
 
 

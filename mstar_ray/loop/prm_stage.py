@@ -50,7 +50,7 @@ def label_prompts(cfg: MStarConfig, generator: Generator, labeled: Sequence[Prom
         "mean_step_label": sum(steps) / len(steps) if steps else None,  # None: no response had a step
         "responses_correct": sum(ex.labels[-1] == 1.0 for ex in examples),
         # Where the prompts have ground truth: do the labels tell true steps from false ones?
-        "step_truth": step_label_separation([(ex.steps, ex.labels, ex.prompt.truth) for ex in examples]),
+        "step_truth": step_label_separation([(ex.prompt.id, ex.steps, ex.labels, ex.prompt.truth) for ex in examples]),
         "seconds": round(time.perf_counter() - start, 1),
     }
     log.info("PRM labels: %s", report)

@@ -226,9 +226,14 @@ def test_step_labels_are_scored_by_how_they_separate_true_from_false_steps() -> 
     assert auc([0.9, 0.8], [0.1, 0.2]) == 1.0 and auc([0.5], [0.5]) == 0.5 and auc([0.1], [0.9]) == 0.0
     assert auc([0.3, 0.7], [0.5]) == 0.5 and auc([], [0.1]) is None
     flawed = ["Score of red: 1 x 3 = 3."] + GOLD[1:4] + [GOLD[4] + "\n\n# Answer\n\n11"]
-    separation = step_label_separation([(flawed, [0.2, 0.9, 0.8, 0.7, 1.0], TRUTH), (GOLD, [1.0] * 5, None)])
+    separation = step_label_separation([("p", flawed, [0.2, 0.9, 0.8, 0.7, 1.0], TRUTH), ("q", GOLD, [1.0] * 5, None)])
     assert separation["false_steps"] == 1 and separation["true_steps"] == 4 and separation["auc"] == 1.0
-    assert separation["mean_label_false"] == 0.2 and step_label_separation([(GOLD, [1.0] * 5, None)]) is None
+    assert separation["mean_label_false"] == 0.2 and step_label_separation([("q", GOLD, [1.0] * 5, None)]) is None
+    assert separation["within_prompt_auc"] is None  # no true step at the false one's position of the same prompt
+    # the same prompt's gold chain: its first step (0.1) against the miscount (0.2); a second prompt's does not count
+    labelled = [("p", flawed, [0.2, 0.9, 0.8, 0.7, 1.0], TRUTH), ("p", GOLD, [0.1] * 5, TRUTH)]
+    within = step_label_separation([*labelled, ("r", GOLD, [0.9] * 5, TRUTH)])
+    assert within["within_prompt_auc"] == 0.0 and within["within_prompt_pairs"] == 1 and within["auc"] > 0.5
 
 
 def test_ground_truth_is_not_part_of_a_prompts_identity() -> None:
