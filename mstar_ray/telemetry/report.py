@@ -167,7 +167,20 @@ def _overview(run: Path, summary: dict, config: dict, iters: Sequence[dict]) -> 
         ("weights version", summary.get("weights_version", last.get("weights_version")), ""),
         ("missing files", ", ".join(name for name in EXPECTED if not (run / name).exists()) or "none", ""),
     ]
+    selected = summary.get("selected_data") or {}
+    if selected.get("selected_advantage") is not None:
+        rows.append(("selected data, process-correct", _selected_text(selected), ""))
     return ["", "value"], [[label, _fmt(value, spec)] for label, value, spec in rows]
+
+
+def _selected_text(selected: dict) -> str:
+    """The whole run's selected data: how much of it was sound, beside random draws of as many from the same pools."""
+    advantage = [100 * selected[f"selected_advantage{end}"] for end in ("", "_low", "_high")]
+    return (
+        f"{100 * selected['selected_process_correct']:.1f}% of {selected['selected']}; random draws "
+        f"{100 * selected['random_k_process_correct']:.1f}%; beyond random {advantage[0]:+.1f} points "
+        f"(95% interval {advantage[1]:+.1f} to {advantage[2]:+.1f})"
+    )
 
 
 RESPONSE_FILES = ("test_responses_pre_evolved.jsonl", "test_responses_final.jsonl")

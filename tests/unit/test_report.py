@@ -265,4 +265,10 @@ def test_ground_truth_columns_appear_only_when_the_run_has_them(run_dir: Path) -
     (run_dir / "summary.json").write_text(json.dumps(summary | {"final": SUMMARY["final"] | {"strict_accuracy": 0.4}}))
     text = write_report(run_dir, fmt="md").read_text()
     assert "| val strict |" in text and "| selected sound |" in text and "| flaw rate |" not in text
-    assert "| strict accuracy | 0.100 | 0.400 | +0.300 |" in text
+    assert "| strict accuracy | 0.100 | 0.400 | +0.300 |" in text and "selected data, process-correct" not in text
+    data = {"selected_process_correct": 0.5, "random_k_process_correct": 0.4, "selected": 30}
+    data |= {"selected_advantage": 0.1, "selected_advantage_low": 0.02, "selected_advantage_high": 0.18}
+    (run_dir / "summary.json").write_text(json.dumps(summary | {"selected_data": data}))
+    text = write_report(run_dir, fmt="md").read_text()
+    line = "50.0% of 30; random draws 40.0%; beyond random +10.0 points (95% interval +2.0 to +18.0)"
+    assert f"| selected data, process-correct | {line} |" in text
