@@ -19,7 +19,15 @@ from typing import Any
 from mstar_ray.config import ScoreAggregation
 from mstar_ray.core.records import PromptRollouts, Sample, TrainExample
 from mstar_ray.core.steps import aggregate, split_steps
-from mstar_ray.eval.process import Process, Verdict, check_step, has_truth, reasoning_steps
+from mstar_ray.eval.process import (
+    STEP_SEPARATOR,
+    Process,
+    Verdict,
+    check_response,
+    check_step,
+    has_truth,
+    reasoning_steps,
+)
 
 SOUND, FLAWED = Process.PROCESS_CORRECT.value, Process.FLAWED_CORRECT.value
 CHOICE_MIN = 3  # distinct correct responses a prompt needs for a selection to have a choice
@@ -246,6 +254,25 @@ def step_label_separation(labelled: Sequence[tuple[str, Sequence[str], Sequence[
         "within_prompt_auc": wins / pairs if pairs else None,
         "within_prompt_pairs": int(pairs),
     }
+
+
+def labels_as_prm(labelled: Sequence[tuple[str, Sequence[str], Sequence[float], dict | None, bool]]) -> dict | None:
+    """PRM pairwise accuracy of the step labels themselves: within a prompt, how often a process-correct labelled
+    response has a higher minimum step label than a flawed-correct one ((prompt id, steps, labels, truth, answer
+    right) per response). A PRM that fitted its labels exactly would reach this, so it bounds what more PRM
+    training can give. None when no prompt has both kinds."""
+    groups: dict[str, tuple[list[float], list[float]]] = {}
+    for key, steps, labels, truth, correct in labelled:
+        if not has_truth(truth) or not correct or not labels:
+            continue
+        process = check_response(STEP_SEPARATOR.join(steps), truth, True).process.value
+        if process in (SOUND, FLAWED):
+            groups.setdefault(key, ([], []))[process == FLAWED].append(min(labels))
+    wins = pairs = 0.0
+    for sound, flawed in groups.values():
+        wins += sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in sound for b in flawed)
+        pairs += len(sound) * len(flawed)
+    return {"pairwise_accuracy": wins / pairs, "pairs": int(pairs)} if pairs else None
 
 
 def _mean(values: Sequence[float]) -> float | None:

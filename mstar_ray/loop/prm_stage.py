@@ -12,7 +12,7 @@ from mstar_ray.config import MStarConfig
 from mstar_ray.core.records import Prompt
 from mstar_ray.core.sampling import SamplingParams
 from mstar_ray.core.seeds import derive_seed
-from mstar_ray.eval.process_metrics import step_label_separation
+from mstar_ray.eval.process_metrics import labels_as_prm, step_label_separation
 from mstar_ray.eval.validation import Generator
 from mstar_ray.groups.placement import Placement
 from mstar_ray.groups.trainers import PRMTrainerGroup
@@ -51,6 +51,10 @@ def label_prompts(cfg: MStarConfig, generator: Generator, labeled: Sequence[Prom
         "responses_correct": sum(ex.labels[-1] == 1.0 for ex in examples),
         # Where the prompts have ground truth: do the labels tell true steps from false ones?
         "step_truth": step_label_separation([(ex.prompt.id, ex.steps, ex.labels, ex.prompt.truth) for ex in examples]),
+        # ... and would a PRM that fitted them exactly rank a prompt's sound responses above its flawed ones?
+        "labels_as_prm": labels_as_prm(
+            [(ex.prompt.id, ex.steps, ex.labels, ex.prompt.truth, ex.labels[-1] == 1.0) for ex in examples]
+        ),
         "seconds": round(time.perf_counter() - start, 1),
     }
     log.info("PRM labels: %s", report)

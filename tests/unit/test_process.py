@@ -19,6 +19,7 @@ from mstar_ray.eval.process_metrics import (
     Advantage,
     auc,
     flaw_rate,
+    labels_as_prm,
     prm_pairwise_accuracy,
     selection_quality,
     step_label_separation,
@@ -234,6 +235,20 @@ def test_step_labels_are_scored_by_how_they_separate_true_from_false_steps() -> 
     labelled = [("p", flawed, [0.2, 0.9, 0.8, 0.7, 1.0], TRUTH), ("p", GOLD, [0.1] * 5, TRUTH)]
     within = step_label_separation([*labelled, ("r", GOLD, [0.9] * 5, TRUTH)])
     assert within["within_prompt_auc"] == 0.0 and within["within_prompt_pairs"] == 1 and within["auc"] > 0.5
+
+
+def test_the_labels_ranked_as_a_prm_would_rank_them() -> None:
+    flawed = ["Score of red: 1 x 3 = 3."] + GOLD[1:4] + [GOLD[4] + "\n\n# Answer\n\n11"]
+    sound = GOLD[:4] + [GOLD[4] + "\n\n# Answer\n\n11"]
+    labelled = [
+        ("p", sound, [0.6, 0.7, 0.8, 0.9, 1.0], TRUTH, True),
+        ("p", flawed, [0.2, 0.9, 0.8, 0.7, 1.0], TRUTH, True),
+        ("p", flawed, [0.9, 0.9, 0.9, 0.9, 0.0], TRUTH, False),  # a wrong answer is no flawed-correct response
+        ("q", sound, [0.1] * 5, TRUTH, True),  # a prompt without a flawed response has no pair
+    ]
+    assert labels_as_prm(labelled) == {"pairwise_accuracy": 1.0, "pairs": 1}
+    assert labels_as_prm([("p", flawed, [0.7] * 5, TRUTH, True), *labelled[:1]])["pairwise_accuracy"] == 0.0
+    assert labels_as_prm([(k, st, lb, None, ok) for k, st, lb, _, ok in labelled]) is None
 
 
 def test_ground_truth_is_not_part_of_a_prompts_identity() -> None:
