@@ -165,7 +165,9 @@ def selected_data_quality(records: Sequence[dict[str, Any]]) -> dict[str, float]
     if not total:
         return None
     out = {key: sum(r[key] * r["selected"] for r in rows) / total for key in SELECTION_KEYS} | {"selected": total}
-    terms = [Advantage(*r["selected_advantage_terms"]) for r in rows if r.get("selected_advantage_terms")]
-    if terms and sum(terms, Advantage()).w:
-        out |= {k: v for k, v in sum(terms, Advantage()).to_json().items() if k != "selected_advantage_terms"}
+    pooled = sum(
+        (Advantage(*r["selected_advantage_terms"]) for r in rows if r.get("selected_advantage_terms")), Advantage()
+    )
+    if pooled.w:
+        out |= {k: v for k, v in pooled.to_json().items() if k != "selected_advantage_terms"}
     return out

@@ -47,6 +47,13 @@ def _scored_correct(group: PromptRollouts, rule: SelectionRule) -> list[Sample]:
     return correct
 
 
+def _checked_correct(group: PromptRollouts, rule: SelectionRule) -> list[Sample]:
+    correct = _correct(group)
+    if any(s.process is None for s in correct):
+        raise ValueError(f"selection rule {rule.value} needs ground truth; prompt {group.prompt.id} has none")
+    return correct
+
+
 def select_random_k(group: PromptRollouts, spec: SelectionSpec, rng: random.Random) -> list[Sample]:
     """Up to k correct samples drawn uniformly."""
     correct = _correct(group)
@@ -71,9 +78,7 @@ def select_above_threshold(group: PromptRollouts, spec: SelectionSpec, rng: rand
 
 def select_oracle_top_k(group: PromptRollouts, spec: SelectionSpec, rng: random.Random) -> list[Sample]:
     """The k correct samples the process checker ranks highest: process-correct, then unsupported, then flawed."""
-    correct = _correct(group)
-    if any(s.process is None for s in correct):
-        raise ValueError(f"selection rule oracle_top_k needs ground truth; prompt {group.prompt.id} has none")
+    correct = _checked_correct(group, spec.rule)
     order = {Process.PROCESS_CORRECT.value: 0, Process.UNSUPPORTED.value: 1}
     return sorted(correct, key=lambda s: order.get(s.process, 2))[: spec.k]
 
@@ -81,10 +86,7 @@ def select_oracle_top_k(group: PromptRollouts, spec: SelectionSpec, rng: random.
 def select_oracle_sound(group: PromptRollouts, spec: SelectionSpec, rng: random.Random) -> list[Sample]:
     """Up to k process-correct samples, drawn uniformly: a prompt without a sound response contributes nothing (what
     a perfect PRM would keep under a threshold)."""
-    correct = _correct(group)
-    if any(s.process is None for s in correct):
-        raise ValueError(f"selection rule oracle_sound needs ground truth; prompt {group.prompt.id} has none")
-    sound = [s for s in correct if s.process == Process.PROCESS_CORRECT.value]
+    sound = [s for s in _checked_correct(group, spec.rule) if s.process == Process.PROCESS_CORRECT.value]
     return rng.sample(sound, min(spec.k, len(sound)))
 
 
