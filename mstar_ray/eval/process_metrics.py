@@ -12,22 +12,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mstar_ray.config import ScoreAggregation
 from mstar_ray.core.records import PromptRollouts, Sample, TrainExample
-from mstar_ray.core.steps import aggregate, split_steps
-from mstar_ray.eval.process import (
-    STEP_SEPARATOR,
-    Process,
-    Verdict,
-    check_response,
-    check_step,
-    has_truth,
-    reasoning_steps,
-)
+from mstar_ray.core.steps import STEP_SEPARATOR, aggregate, split_steps
+from mstar_ray.eval.process import Process, Verdict, check_response, check_step, has_truth, reasoning_steps
 
 SOUND, FLAWED = Process.PROCESS_CORRECT.value, Process.FLAWED_CORRECT.value
 CHOICE_MIN = 3  # distinct correct responses a prompt needs for a selection to have a choice
@@ -160,8 +152,20 @@ def pairwise_wins(group: PromptRollouts, aggregation: ScoreAggregation) -> tuple
     pool = [s for s in distinct_correct(group) if s.step_scores]
     sound = [aggregate(s.step_scores, aggregation) for s in pool if s.process == SOUND]
     flawed = [aggregate(s.step_scores, aggregation) for s in pool if s.process == FLAWED]
-    wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in sound for b in flawed)
-    return wins, len(sound) * len(flawed)
+    return ranked_pairs(sound, flawed)
+
+
+def ranked_pairs(better: Sequence[float], worse: Sequence[float]) -> tuple[float, int]:
+    """(wins, pairs): how many of the pairs (one value of `better`, one of `worse`) put the first higher, a tie
+    counted half."""
+    wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in better for b in worse)
+    return wins, len(better) * len(worse)
+
+
+def pooled_pairs(groups: Iterable[tuple[Sequence[float], Sequence[float]]]) -> tuple[float, int]:
+    """`ranked_pairs` summed over groups (prompts), each comparing only its own values."""
+    counts = [ranked_pairs(better, worse) for better, worse in groups]
+    return sum(w for w, _ in counts), sum(n for _, n in counts)
 
 
 @dataclass(frozen=True)
@@ -233,18 +237,14 @@ def step_label_separation(labelled: Sequence[tuple[str, Sequence[str], Sequence[
             if not body:
                 continue
             verdicts = {check_step(s, truth).verdict for s in body}
-            if Verdict.FALSE in verdicts:
-                false_labels.append(label)
-                positions.setdefault((key, i), ([], []))[1].append(label)
-            elif verdicts == {Verdict.TRUE}:
-                true_labels.append(label)
-                positions.setdefault((key, i), ([], []))[0].append(label)
+            if Verdict.FALSE not in verdicts and verdicts != {Verdict.TRUE}:
+                continue  # unverifiable
+            false = Verdict.FALSE in verdicts
+            (false_labels if false else true_labels).append(label)
+            positions.setdefault((key, i), ([], []))[false].append(label)
     if not checked:
         return None
-    wins = pairs = 0.0
-    for trues, falses in positions.values():
-        wins += sum(1.0 if t > f else 0.5 if t == f else 0.0 for t in trues for f in falses)
-        pairs += len(trues) * len(falses)
+    wins, pairs = pooled_pairs(positions.values())
     return {
         "true_steps": len(true_labels),
         "false_steps": len(false_labels),
@@ -252,7 +252,7 @@ def step_label_separation(labelled: Sequence[tuple[str, Sequence[str], Sequence[
         "mean_label_false": _mean(false_labels),
         "auc": auc(true_labels, false_labels),
         "within_prompt_auc": wins / pairs if pairs else None,
-        "within_prompt_pairs": int(pairs),
+        "within_prompt_pairs": pairs,
     }
 
 
@@ -268,11 +268,8 @@ def labels_as_prm(labelled: Sequence[tuple[str, Sequence[str], Sequence[float], 
         process = check_response(STEP_SEPARATOR.join(steps), truth, True).process.value
         if process in (SOUND, FLAWED):
             groups.setdefault(key, ([], []))[process == FLAWED].append(min(labels))
-    wins = pairs = 0.0
-    for sound, flawed in groups.values():
-        wins += sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in sound for b in flawed)
-        pairs += len(sound) * len(flawed)
-    return {"pairwise_accuracy": wins / pairs, "pairs": int(pairs)} if pairs else None
+    wins, pairs = pooled_pairs(groups.values())
+    return {"pairwise_accuracy": wins / pairs, "pairs": pairs} if pairs else None
 
 
 def _mean(values: Sequence[float]) -> float | None:

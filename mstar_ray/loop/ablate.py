@@ -158,9 +158,8 @@ def _cell(values: list[float | None]) -> str:
 
 def markdown(results: dict) -> str:
     """The tables as markdown: test greedy accuracy, Pass@K, Reward-Pass@2 and, where the data has ground truth,
-    strict accuracy and how process-correct the selected data was (beside random-k's expectation, and the difference
-    to as many random draws), in percent,
-    mean ± standard deviation over seeds."""
+    strict accuracy and how process-correct the selected data was (beside random-k's expectation, and how far above
+    as many random draws), in percent, mean ± standard deviation over seeds."""
     seeds = ", ".join(str(s) for s in results["seeds"])
     parts = [f"Test split, percent, mean ± sd over run seeds {seeds} (config `{results['config']}`).\n"]
     for table in results["tables"]:

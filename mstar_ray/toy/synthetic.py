@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -222,7 +222,7 @@ def read_task_spec(data_dir: str | Path) -> TaskSpec:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; `mstar make-data` writes it beside the splits")
     options = json.loads(path.read_text())
-    known = {f for f in TaskSpec.__dataclass_fields__}
+    known = {f.name for f in fields(TaskSpec)}  # task.json also names the task and the seed
     return TaskSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if k in known})
 
 
