@@ -11,7 +11,9 @@ grid?"), and the chain reads each count times its points ("Score of red: 2 x 2 =
 Gold responses use the paper's step format (steps separated by a blank line, then a `# Answer` section) and the step
 phrases of `mstar_ray.eval.process`, whose checker marks each step of a response true or false against the row's
 `truth` (grid, per-colour counts, question kind, weights). Knobs add a false step to a share of the seed chains (a
-miscount that the later steps silently ignore: a flawed chain with a right answer) and a true but irrelevant step.
+miscount that the later steps silently ignore: a flawed chain with a right answer) and a true but irrelevant step;
+`step_order="shuffled"` reads the colours in a random order per chain, so that a prompt has more than one sound
+response and ranking a prompt's right answers has something to choose between.
 Splits: `seed.json` (gold chain of thought), `labeled.json` (answer only), `validation.json`, `test.json` and
 optionally `unlabeled.json`, with the PNGs under `images/` and the options in `task.json`.
 """
@@ -48,6 +50,7 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 EMPTY_RGB = (255, 255, 255)
 KINDS = ("weighted", "total", "most", "spread")
 SUMS = ("total", "running")
+STEP_ORDERS = ("fixed", "shuffled")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class TaskSpec:
     sums: str = "running"  # "running": one "Add" step per term; "total": one step adds every term
     false_step_share: float = 0.0  # seed chains with one miscount that the next step corrects (right answer)
     irrelevant_step_share: float = 0.0  # seed chains that open with a true step no question needs
+    step_order: str = "fixed"  # "shuffled": each seed chain reads the colours in its own random order
     seed_size: int = 200
     labeled_size: int = 2000
     validation_size: int = 100
@@ -78,12 +82,21 @@ class TaskSpec:
             raise ValueError(f"sums: {self.sums!r}; choose from {', '.join(SUMS)}")
         if not 2 <= self.colors <= len(PALETTE):
             raise ValueError(f"colors: {self.colors}; between 2 and {len(PALETTE)}")
+        if self.step_order not in STEP_ORDERS:
+            raise ValueError(f"step_order: {self.step_order!r}; choose from {', '.join(STEP_ORDERS)}")
         if self.max_weight < 1:
             raise ValueError(f"max_weight: {self.max_weight}; at least 1")
 
     @property
     def palette(self) -> list[str]:
         return list(PALETTE)[: self.colors]
+
+
+# What `mstar make-data` and `mstar make-model` build unless told otherwise, and so what the quickstart runs on: two
+# colours with 1 to 5 points per cell, summed in one Total step. On the default kinds a tiny model reads the answer
+# off the image and writes its steps as decoration; here a right answer mostly needs right counts, so self-evolving
+# training can be judged by strict accuracy (docs/results.md, "Process correctness", says what each option gave).
+QUICKSTART_TASK = TaskSpec(kinds=("weighted",), colors=2, max_weight=5, sums="total", seed_size=1000)
 
 
 @dataclass(frozen=True)
@@ -109,10 +122,13 @@ def _question(kind: str, palette: list[str], weights: dict[str, int]) -> str:
     return "How many more cells does the most frequent color have than the least frequent color?"
 
 
-def _final_steps(kind: str, counts: dict[str, int], weights: dict[str, int], sums: str) -> tuple[list[str], str] | None:
-    """The steps after the counts, and the answer; None when the question has no unique answer."""
+def _final_steps(
+    kind: str, counts: dict[str, int], weights: dict[str, int], sums: str, order: list[str]
+) -> tuple[list[str], str] | None:
+    """The steps after the counts (terms added in the colours' reading `order`), and the answer; None when the
+    question has no unique answer."""
     if kind in ("total", "weighted"):
-        terms = [n * weights[c] for c, n in counts.items()] if kind == "weighted" else list(counts.values())
+        terms = [counts[c] * weights[c] if kind == "weighted" else counts[c] for c in order]
         if sums == "total":
             return [total_step(terms)], str(sum(terms))
         steps, running = [], terms[0]
@@ -130,11 +146,14 @@ def _final_steps(kind: str, counts: dict[str, int], weights: dict[str, int], sum
     return [extremes_step(high, low), subtract_step(high, low)], str(high - low)
 
 
-def _reading_steps(kind: str, counts: dict[str, int], weights: dict[str, int], miscount: str | None) -> list[str]:
-    """Each colour's count (for weighted questions, inside its score step: "Score of red: 2 x 3 = 6."); `miscount`
-    states a wrong count for one colour that the later steps ignore."""
+def _reading_steps(
+    kind: str, counts: dict[str, int], weights: dict[str, int], miscount: str | None, order: list[str]
+) -> list[str]:
+    """Each colour's count in the reading `order` (for weighted questions, inside its score step: "Score of red:
+    2 x 3 = 6."); `miscount` states a wrong count for one colour that the later steps ignore."""
     steps = []
-    for color, n in counts.items():
+    for color in order:
+        n = counts[color]
         stated = n + 1 if color == miscount and n == 0 else n - 1 if color == miscount else n
         steps.append(score_step(color, stated, weights[color]) if kind == "weighted" else count_step(color, stated))
     return steps
@@ -152,15 +171,16 @@ def make_item(spec: TaskSpec, rng: random.Random) -> Item:
         counts = {c: counter[c] for c in palette}
         kind = rng.choice(spec.kinds)
         weights = {c: rng.randint(1, spec.max_weight) for c in palette} if kind == "weighted" else {}
-        final = _final_steps(kind, counts, weights, spec.sums)
         # Drawn only when a knob is set, so that the default task's data stay as they were before the knobs
+        order = rng.sample(palette, len(palette)) if spec.step_order == "shuffled" else palette
+        final = _final_steps(kind, counts, weights, spec.sums, order)
         flawed = spec.false_step_share > 0 and rng.random() < spec.false_step_share
         padded = spec.irrelevant_step_share > 0 and rng.random() < spec.irrelevant_step_share
         miscount = rng.choice(palette) if flawed else None
         if final is not None:
             break
     steps, answer = final
-    steps = _reading_steps(kind, counts, weights, miscount) + steps
+    steps = _reading_steps(kind, counts, weights, miscount, order) + steps
     if padded:
         steps = [grid_step(spec.grid_rows, spec.grid_cols)] + steps
     truth = {"task": TASK, "kind": kind, "grid": grid, "counts": counts} | ({"weights": weights} if weights else {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ from mstar_ray.eval.process_metrics import (
 from mstar_ray.loop.datasets import check_ground_truth
 from mstar_ray.loop.record import selected_data_quality
 from mstar_ray.loop.selection import SelectionSpec, select_training_examples
-from mstar_ray.toy.synthetic import TaskSpec, make_item, read_task_spec, write_synthetic_dataset
+from mstar_ray.toy.synthetic import Item, TaskSpec, make_item, read_task_spec, write_synthetic_dataset
 
 # red 2 x 3 = 6, green 4 x 1 = 4, blue 1 x 1 = 1: total 11
 TRUTH = {
@@ -119,6 +120,22 @@ def test_generated_gold_chains_pass_and_flawed_ones_do_not(kind: str) -> None:
         result = check_response(flawed.gold_response, flawed.truth, True)
         assert result.process == Process.FLAWED_CORRECT and result.false_steps == 1
         assert result.steps[0].text.startswith("The grid has") and result.steps[0].verdict == Verdict.TRUE
+
+
+@pytest.mark.parametrize("kind", ["weighted", "total", "most", "spread"])
+def test_shuffled_step_order_gives_a_prompt_several_sound_chains(kind: str) -> None:
+    spec = TaskSpec(kinds=(kind,), colors=3, sums="total", step_order="shuffled")
+    items = [make_item(spec, random.Random(seed)) for seed in range(40)]
+    assert all(check_response(it.gold_response, it.truth, True).process == Process.PROCESS_CORRECT for it in items)
+
+    def first_colour(item: Item) -> str:
+        return re.search(r"red|green|blue", item.gold_response).group(0)
+
+    assert {first_colour(it) for it in items} == {"red", "green", "blue"}  # the chains start with any colour
+    fixed = [make_item(TaskSpec(kinds=(kind,), colors=3, sums="total"), random.Random(seed)) for seed in range(40)]
+    assert {first_colour(it) for it in fixed} == {"red"}
+    with pytest.raises(ValueError, match="step_order"):
+        TaskSpec(step_order="sorted")
 
 
 def test_the_loaders_keep_the_ground_truth_and_the_options_are_recorded(tmp_path: Path) -> None:
