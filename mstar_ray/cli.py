@@ -12,6 +12,7 @@ from mstar_ray.config import MStarConfig
 from mstar_ray.config.io import config_to_yaml, load_config
 from mstar_ray.telemetry.report import results_table as _results_table  # cmd_run prints the test results with it
 from mstar_ray.telemetry.report import write_report
+from mstar_ray.toy.synthetic import QUICKSTART_TASK
 
 log = logging.getLogger("mstar")
 
@@ -154,6 +155,7 @@ def cmd_make_data(args: argparse.Namespace) -> int:
         sums=args.sums,
         false_step_share=args.false_step_share,
         irrelevant_step_share=args.irrelevant_step_share,
+        step_order=args.step_order,
     )
     paths = write_synthetic_dataset(args.out, spec, seed=args.seed)
     for split, path in paths.items():
@@ -186,7 +188,7 @@ def cmd_make_model(args: argparse.Namespace) -> int:
     from mstar_ray.toy.factory import build_tiny_model
     from mstar_ray.toy.synthetic import corpus_texts, read_task_spec
 
-    spec = read_task_spec(args.data) if args.data else None
+    spec = read_task_spec(args.data) if args.data else QUICKSTART_TASK
     out = build_tiny_model(args.family, corpus_texts(spec), args.out, seed=args.seed)
     print(f"tiny {args.family} model written to {out}")
     return 0
@@ -265,19 +267,27 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--seeds", type=int, nargs="+", help="override the spec's seeds")
     ablate.set_defaults(func=cmd_ablate)
     data = sub.add_parser("make-data", help="write the synthetic colour-grid task (LLaVA JSON + PNG)")
+    task = QUICKSTART_TASK  # the defaults: the task the quickstart runs on
     data.add_argument("--out", required=True)
     data.add_argument("--seed", type=int, default=0)
-    data.add_argument("--seed-size", type=int, default=200, help="gold chain-of-thought examples")
-    data.add_argument("--labeled", type=int, default=2000)
-    data.add_argument("--validation", type=int, default=100)
-    data.add_argument("--test", type=int, default=300)
+    data.add_argument("--seed-size", type=int, default=task.seed_size, help="gold chain-of-thought examples")
+    data.add_argument("--labeled", type=int, default=task.labeled_size)
+    data.add_argument("--validation", type=int, default=task.validation_size)
+    data.add_argument("--test", type=int, default=task.test_size)
     data.add_argument("--unlabeled", type=int, default=0, help="prompts for the unlabeled pool (0: no file)")
-    data.add_argument("--kinds", nargs="+", default=["total", "most", "spread"], help="question kinds (or weighted)")
-    data.add_argument("--sums", default="running", help="weighted and total questions: running (Add steps) or total")
-    data.add_argument("--colors", type=int, default=3, help="colours in the grid (2 to 5)")
-    data.add_argument("--max-weight", type=int, default=3, help="weighted questions: points per cell from 1 to this")
+    data.add_argument(
+        "--kinds", nargs="+", default=list(task.kinds), help="question kinds: weighted, total, most, spread"
+    )
+    data.add_argument(
+        "--sums", default=task.sums, help="weighted and total questions: total (one step) or running (Add steps)"
+    )
+    data.add_argument("--colors", type=int, default=task.colors, help="colours in the grid (2 to 5)")
+    data.add_argument(
+        "--max-weight", type=int, default=task.max_weight, help="weighted questions: points per cell from 1 to this"
+    )
     data.add_argument("--false-step-share", type=float, default=0.0, help="seed chains with a miscount")
     data.add_argument("--irrelevant-step-share", type=float, default=0.0, help="seed chains with a needless step")
+    data.add_argument("--step-order", default="fixed", choices=["fixed", "shuffled"], help="colour order in chains")
     data.set_defaults(func=cmd_make_data)
     split = sub.add_parser("split", help="split a source dataset (e.g. MathV360K) into labeled/unlabeled/val/test")
     split.add_argument("--source", required=True, help="dataset in any format data.labeled accepts (PATH[::SPLIT])")
@@ -296,7 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--seed", type=int, default=0)
     # checked by the factory (importing it here would load transformers for every command)
     model.add_argument("--family", default="qwen2_vl", help="model family, e.g. llava; an unknown one lists them all")
-    model.add_argument("--data", help="fit the tokenizer to the task make-data wrote here (default: default task)")
+    model.add_argument(
+        "--data", help="fit the tokenizer to the task make-data wrote here (default: make-data's defaults)"
+    )
     model.set_defaults(func=cmd_make_model)
     report = sub.add_parser("report", help="write a self-contained report (HTML or Markdown) of a run directory")
     report.add_argument("run_dir", help="run directory (run.output_dir/run.name)")
