@@ -135,7 +135,8 @@ def main() -> None:
     config = load_config(run_dir / "config.yaml")
     seed = config.run.seed
     examples = read_step_labels(run_dir / "prm_labels.jsonl")
-    prompts, _ = load_prompts(config.data.labeled)
+    d = config.data  # the labelled split as the run read it, for its ground truth
+    prompts, _ = load_prompts(d.labeled, d.image_root, d.on_bad_row, d.check_images, True, d.columns, d.image_cache)
     truth = {p.id: p.truth for p in prompts}
     ids = sorted({ex.prompt.id for ex in examples})
     random.Random(derive_seed(seed, "prm_fit", "held_out")).shuffle(ids)
