@@ -28,7 +28,7 @@ from transformers import AutoProcessor
 from mstar_ray.config.io import load_config
 from mstar_ray.core.seeds import derive_seed
 from mstar_ray.data.formats import load_prompts
-from mstar_ray.eval.process import check_step, has_truth, reasoning_steps
+from mstar_ray.eval.process import Verdict, check_step, has_truth, reasoning_steps
 from mstar_ray.prm.labeling import read_step_labels
 from mstar_ray.prm.model import ProcessRewardModel, StepLabeledExample, collate_steps, encode_steps
 
@@ -45,8 +45,8 @@ def checker_view(example: StepLabeledExample, truth: dict) -> list[tuple]:
     """Per step: its position, the checker's verdict, and whether every step up to it is true."""
     view, sound = [], True
     for i, step in enumerate(example.steps):
-        body = reasoning_steps(step)
-        verdict = check_step(body[0], truth).verdict.value if body else "none"
+        verdicts = {check_step(s, truth).verdict for s in reasoning_steps(step)}  # as step_label_separation reads
+        verdict = "false" if Verdict.FALSE in verdicts else "true" if verdicts == {Verdict.TRUE} else "unverifiable"
         sound = sound and verdict == "true"
         view.append((i, verdict, sound))
     return view

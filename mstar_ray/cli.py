@@ -12,7 +12,7 @@ from mstar_ray.config import MStarConfig
 from mstar_ray.config.io import config_to_yaml, load_config
 from mstar_ray.telemetry.report import results_table as _results_table  # cmd_run prints the test results with it
 from mstar_ray.telemetry.report import write_report
-from mstar_ray.toy.synthetic import QUICKSTART_TASK
+from mstar_ray.toy.synthetic import QUICKSTART_TASK, STEP_ORDERS, SUMS
 
 log = logging.getLogger("mstar")
 
@@ -274,20 +274,32 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--labeled", type=int, default=task.labeled_size)
     data.add_argument("--validation", type=int, default=task.validation_size)
     data.add_argument("--test", type=int, default=task.test_size)
-    data.add_argument("--unlabeled", type=int, default=0, help="prompts for the unlabeled pool (0: no file)")
+    data.add_argument(
+        "--unlabeled", type=int, default=task.unlabeled_size, help="prompts for the unlabeled pool (0: no file)"
+    )
     data.add_argument(
         "--kinds", nargs="+", default=list(task.kinds), help="question kinds: weighted, total, most, spread"
     )
     data.add_argument(
-        "--sums", default=task.sums, help="weighted and total questions: total (one step) or running (Add steps)"
+        "--sums",
+        default=task.sums,
+        choices=SUMS,
+        help="weighted and total questions: total (one step) or running (Add steps)",
     )
     data.add_argument("--colors", type=int, default=task.colors, help="colours in the grid (2 to 5)")
     data.add_argument(
         "--max-weight", type=int, default=task.max_weight, help="weighted questions: points per cell from 1 to this"
     )
-    data.add_argument("--false-step-share", type=float, default=0.0, help="seed chains with a miscount")
-    data.add_argument("--irrelevant-step-share", type=float, default=0.0, help="seed chains with a needless step")
-    data.add_argument("--step-order", default="fixed", choices=["fixed", "shuffled"], help="colour order in chains")
+    data.add_argument(
+        "--false-step-share", type=float, default=task.false_step_share, help="seed chains with a miscount"
+    )
+    data.add_argument(
+        "--irrelevant-step-share",
+        type=float,
+        default=task.irrelevant_step_share,
+        help="seed chains with a needless step",
+    )
+    data.add_argument("--step-order", default=task.step_order, choices=STEP_ORDERS, help="colour order in chains")
     data.set_defaults(func=cmd_make_data)
     split = sub.add_parser("split", help="split a source dataset (e.g. MathV360K) into labeled/unlabeled/val/test")
     split.add_argument("--source", required=True, help="dataset in any format data.labeled accepts (PATH[::SPLIT])")
