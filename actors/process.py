@@ -4,15 +4,32 @@ kernels."""
 from __future__ import annotations
 
 import math
+import os
+import sys
+from pathlib import Path
 
 import torch
 
 from mstar_ray.core.determinism import use_deterministic_kernels
 
 
-def configure_process(threads: int, reserved_cpus: float, deterministic: bool) -> None:
+def configure_process(threads: int, reserved_cpus: float, deterministic: bool, log_file: str | None = None) -> None:
     """Use `threads` intra-op threads (0: the actor's CPU reservation rounded up); `deterministic` is
-    `run.deterministic`."""
+    `run.deterministic`; with `log_file`, the process's output goes there rather than to the driver's console."""
+    if log_file is not None:
+        send_output_to(log_file)
     torch.set_num_threads(threads or max(1, math.ceil(reserved_cpus)))
     if deterministic:
         use_deterministic_kernels()
+
+
+def send_output_to(log_file: str) -> None:
+    """Point this process's stdout and stderr (file descriptors 1 and 2, so libraries' and C++ output too) at the
+    end of `log_file`."""
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)

@@ -26,13 +26,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume and not Path(config).is_file():
         raise FileNotFoundError(f"{args.resume} is not a run directory (no config.yaml)")
     cfg = load_config(config, args.overrides)
+    run_dir = Path(args.resume or Path(cfg.run.output_dir) / cfg.run.name)
     print(config_to_yaml(cfg), flush=True)
+    print(f"resolved config above; saved as {run_dir / 'config.yaml'}", flush=True)
     summary = run_mstar(cfg, resume=args.resume, overrides=args.overrides if args.resume else ())
     print(_results_table(summary))
-    run_dir = args.resume or Path(cfg.run.output_dir) / cfg.run.name
-    if (Path(run_dir) / "benchmark_table.md").is_file():
-        print((Path(run_dir) / "benchmark_table.md").read_text())
-    print(f"wall time {summary['wall_seconds']} s; run directory {run_dir}")
+    if (run_dir / "benchmark_table.md").is_file():
+        print((run_dir / "benchmark_table.md").read_text())
+    print(f"wall time {summary['wall_seconds']} s; run directory {run_dir}:")
+    print(f"  metrics.jsonl, summary.json, dynamics.png; `mstar report {run_dir}` writes the report")
+    print("  checkpoints/ (pre_evolved, final, best); logs/ (each actor's output)")
     return 0
 
 

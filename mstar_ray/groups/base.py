@@ -17,6 +17,7 @@ import ray
 
 from mstar_ray.config import MStarConfig
 from mstar_ray.groups.placement import Placement
+from mstar_ray.telemetry.profile import BusySpan
 
 log = logging.getLogger("mstar")
 
@@ -63,6 +64,17 @@ def dead_actors(handles: Sequence[ray.actor.ActorHandle], timeout_s: float = 10.
     return dead
 
 
+def drain_busy(handles: Sequence[ray.actor.ActorHandle]) -> list[BusySpan]:
+    """The busy spans the living actors recorded since the last drain (a dead actor's are lost with it)."""
+    spans = []
+    for ref in [h.drain_busy.remote() for h in handles]:
+        try:
+            spans += ray.get(ref)
+        except ray.exceptions.RayActorError:
+            pass
+    return spans
+
+
 def split_evenly(items: Sequence, parts: int) -> list[list]:
     """`items` in `parts` consecutive runs whose lengths differ by at most one (the first ones longer)."""
     size, extra = divmod(len(items), parts)
@@ -95,6 +107,9 @@ class RestartingGroup(ABC):
         """Stop the workers and free their resources."""
         for worker in self.workers:
             ray.kill(worker)
+
+    def drain_busy(self) -> list[BusySpan]:
+        return drain_busy(self.workers)
 
     def restart(self, index: int, err: Exception) -> None:
         """Replace dead worker `index` with a new actor of the same name (its name frees once Ray marks it dead)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
@@ -51,8 +52,10 @@ def _bundle(cpus: float, gpus: float) -> dict[str, float]:
 class Placement:
     """The run's placement group and the bundle of every actor slot."""
 
-    def __init__(self, cfg: MStarConfig, with_trainers: bool = True) -> None:
+    def __init__(self, cfg: MStarConfig, with_trainers: bool = True, actor_logs: Path | None = None) -> None:
+        """`actor_logs`: the folder every actor of the run writes its output to (None: Ray's session logs)."""
         r = cfg.resources
+        self.actor_logs = actor_logs
         self.roles = roles(cfg, with_trainers)
         self.slots: dict[str, list[int]] = {}
         bundles: list[dict[str, float]] = []
@@ -104,6 +107,13 @@ class Placement:
             "Lower the per-actor CPUs/GPUs or actor counts, add nodes, or relax resources.placement "
             "(STRICT_SPREAD needs one node per bundle, STRICT_PACK one node holding every bundle)"
         )
+
+
+def actor_log_file(placement: Placement | None, name: str) -> str | None:
+    """Where actor `name` writes its output: a file of the run's log folder, or None for Ray's own logs."""
+    if placement is None or placement.actor_logs is None:
+        return None
+    return str(placement.actor_logs / f"{name}.log")
 
 
 def actor_options(placement: Placement | None, role: str, index: int, cpus: float, gpus: float) -> dict:

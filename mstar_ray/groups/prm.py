@@ -10,7 +10,7 @@ from actors.prm_worker import PRMWorker
 from mstar_ray.config import MStarConfig
 from mstar_ray.core.records import Prompt, PromptRollouts, Sample
 from mstar_ray.groups.base import RestartingGroup, split_evenly
-from mstar_ray.groups.placement import Placement, actor_options
+from mstar_ray.groups.placement import Placement, actor_log_file, actor_options
 
 
 class PRMGroup(RestartingGroup):
@@ -25,6 +25,7 @@ class PRMGroup(RestartingGroup):
         options = actor_options(self.placement, "prm", index, r.cpus_per_prm_worker, r.gpus_per_prm_worker)
         use_gpu, batch = r.gpus_per_prm_worker > 0, self.cfg.prm.batch_size
         return PRMWorker.options(name=self.names[index], **options).remote(
+            self.names[index],
             self.prm_path,
             self.cfg.model.dtype,
             use_gpu,
@@ -33,6 +34,7 @@ class PRMGroup(RestartingGroup):
             r.cpus_per_prm_worker,
             self.cfg.model.trust_remote_code,
             self.cfg.run.deterministic,
+            actor_log_file(self.placement, self.names[index]),
         )
 
     def score(self, rollouts: Sequence[PromptRollouts], only_correct: bool = False) -> int:

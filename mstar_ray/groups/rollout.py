@@ -13,7 +13,7 @@ from mstar_ray.config import MStarConfig
 from mstar_ray.core.records import Prompt, PromptRollouts
 from mstar_ray.core.sampling import SamplingParams
 from mstar_ray.groups.base import RestartingGroup, split_evenly
-from mstar_ray.groups.placement import Placement, actor_options
+from mstar_ray.groups.placement import Placement, actor_log_file, actor_options
 from mstar_ray.rollout.engine import EngineSpec
 
 log = logging.getLogger("mstar")
@@ -44,7 +44,10 @@ class RolloutGroup(RestartingGroup):
         r = self.resources
         options = actor_options(self.placement, "rollout", index, r.cpus_per_rollout_worker, r.gpus_per_rollout_worker)
         name = self.names[index]
-        return RolloutWorker.options(name=name, **options).remote(name, self.spec, r.torch_threads, options["num_cpus"])
+        log_file = actor_log_file(self.placement, name)
+        return RolloutWorker.options(name=name, **options).remote(
+            name, self.spec, r.torch_threads, options["num_cpus"], log_file
+        )
 
     def generate(
         self, prompts: Sequence[Prompt], params: SamplingParams, prefixes: Sequence[str] | None = None

@@ -14,9 +14,10 @@ from actors.trainer import PolicyTrainerRank, PRMTrainerRank
 from mstar_ray.config import MStarConfig
 from mstar_ray.core.records import TrainExample
 from mstar_ray.core.seeds import derive_seed
-from mstar_ray.groups.base import get_all, start_named
-from mstar_ray.groups.placement import Placement, actor_options
+from mstar_ray.groups.base import drain_busy, get_all, start_named
+from mstar_ray.groups.placement import Placement, actor_log_file, actor_options
 from mstar_ray.prm.model import StepLabeledExample
+from mstar_ray.telemetry.profile import BusySpan
 from mstar_ray.training.sft import DistributedSpec, OptimSpec, PolicyOptions, TrainStats, shard_examples
 
 
@@ -39,7 +40,13 @@ class _TrainerGroup:
             start_named(
                 lambda i=i, rank_name=rank_name: rank_class.options(
                     name=rank_name, **actor_options(placement, slot, i, r.cpus_per_trainer, r.gpus_per_trainer)
-                ).remote(r.torch_threads, r.cpus_per_trainer, cfg.run.deterministic)
+                ).remote(
+                    rank_name,
+                    r.torch_threads,
+                    r.cpus_per_trainer,
+                    cfg.run.deterministic,
+                    actor_log_file(placement, rank_name),
+                )
             )
             for i, rank_name in enumerate(self.names)
         ]
@@ -52,6 +59,9 @@ class _TrainerGroup:
         """Stop the ranks and free their resources."""
         for rank in self.ranks:
             ray.kill(rank)
+
+    def drain_busy(self) -> list[BusySpan]:
+        return drain_busy(self.ranks)
 
     def start_stage(self, optim: OptimSpec, reset_to_base: bool = False) -> None:
         """Fresh optimizer and schedule on every rank (from the base weights first, with `reset_to_base`)."""

@@ -38,6 +38,7 @@ from mstar_ray.prm.pseudo_labels import apply_pseudo_labels
 from mstar_ray.sync.coordinator import SyncStats
 from mstar_ray.telemetry.monitor import Monitor, PhaseTimer, progress_line
 from mstar_ray.telemetry.plots import plot_dynamics
+from mstar_ray.telemetry.profile import BusySpan, record_profile
 
 log = logging.getLogger("mstar")
 
@@ -58,6 +59,7 @@ class MStarRun:
         placement: Placement | None = None,
         resume: Path | None = None,
     ) -> None:
+        self.created = time.time()  # the actors' start-up is the first phase of the pre-evolution's profile
         self.cfg, self.run_dir, self.data, self.placement = cfg, run, data, placement
         run.write_json("data_report.json", data.reports)
         self.optim = stages.optim_spec(cfg, cfg.train.lr)
@@ -94,11 +96,15 @@ class MStarRun:
         with self.monitor.iterations(self.first_iteration - 1) as progress:
             for iteration in range(self.first_iteration, self.cfg.loop.iterations + 1):
                 progress(self.iterate(iteration))
-        final_test = self.evaluate_test("final") if self.cfg.loop.iterations else None
-        self.checkpoints.save_weights("final", self.trainers)
+        timer = PhaseTimer()
+        with timer("test"):
+            final_test = self.evaluate_test("final") if self.cfg.loop.iterations else None
+        with timer("checkpoint"):
+            self.checkpoints.save_weights("final", self.trainers)
         if self.cfg.loop.iterations:
-            self.evaluate_benchmarks(RunStage.FINAL)
-        summary = self.summary(final_test, round(time.perf_counter() - start, 1))
+            with timer("benchmarks"):
+                self.evaluate_benchmarks(RunStage.FINAL)
+        summary = self.summary(final_test, round(time.perf_counter() - start, 1)) | {"profile": self.profile(timer)}
         self.run_dir.write_json("summary.json", summary)
         self.monitor.close()
         return summary
@@ -164,7 +170,7 @@ class MStarRun:
             validation=validation,
             recoveries=self.recoveries(),
         ).to_json()
-        self.journal(record, prompts)
+        self.journal(record | {"profile": self.profile(timer)}, prompts)
         if self.checkpoints.due(iteration):
             self.checkpoints.save_iteration(iteration, self.trainers, self.state(iteration), self.stage_started, record)
         log.info(progress_line(record))
@@ -173,9 +179,11 @@ class MStarRun:
     def pre_evolve(self) -> None:
         """Base benchmarks; seed SFT and/or warm-up, synced and kept as the pre-evolved (base) model; the PRM; the
         pre-evolved model's validation, benchmarks and test; then its checkpoint is made resumable."""
+        record, timer = {"iteration": 0}, PhaseTimer(opened=self.created)
+        timer.mark("start", self.created)
         if self.cfg.seed_sft.enabled or self.cfg.warmup.enabled:
-            self.evaluate_benchmarks(RunStage.BASE)
-        record, timer = {"iteration": 0}, PhaseTimer()
+            with timer("benchmarks"):
+                self.evaluate_benchmarks(RunStage.BASE)
         if self.cfg.seed_sft.enabled:
             with timer("seed_sft"):
                 record["seed_sft"] = stages.seed_sft(self.cfg, self.rollout, self.trainers, self.data.seed_cot)
@@ -184,22 +192,28 @@ class MStarRun:
             with timer("warmup"):
                 record["warmup"] = stages.warmup(self.cfg, self.rollout, self.trainers, self.data.labeled)
                 self.weights.sync()
-        self.trainers.snapshot_base()
-        self.checkpoints.save_weights("pre_evolved", self.trainers)
+        with timer("checkpoint"):
+            self.trainers.snapshot_base()
+            self.checkpoints.save_weights("pre_evolved", self.trainers)
+        prm_spans: list[BusySpan] = []  # the PRM trainer ranks', drained before they stop
         if self.cfg.prm.enabled:
             with timer("prm"):
-                record["prm"] = self.prepare_prm()
+                record["prm"] = self.prepare_prm(prm_spans)
         with timer("evaluate"):
             val = self.evaluate_validation(0, self.sampling(0))
+        with timer("benchmarks"):
+            self.evaluate_benchmarks(RunStage.PRE_EVOLVED)
+        with timer("test"):
+            pre_test = self.evaluate_test("pre-evolved")
         record |= {"weights_version": self.weights.version, "total_train_steps": 0, "temperature": self.temperature}
-        self.journal(record | (val.to_dict("val_") if val else {}) | {"seconds": timer.seconds})
-        self.evaluate_benchmarks(RunStage.PRE_EVOLVED)
-        pre_test = self.evaluate_test("pre-evolved")
+        profile = self.profile(timer, prm_spans)
+        self.journal(record | (val.to_dict("val_") if val else {}) | {"seconds": timer.seconds, "profile": profile})
         self.run_dir.write_json("pre_evolved_test.json", pre_test.to_dict() if pre_test else None)
         self.checkpoints.add_state("pre_evolved", self.state(0))
 
-    def prepare_prm(self) -> dict:
-        """Start the PRM actors: from prm.path, or label (or read labels) and train one from the pre-evolved model."""
+    def prepare_prm(self, spans: list[BusySpan]) -> dict:
+        """Start the PRM actors: from prm.path, or label (or read labels) and train one from the pre-evolved model
+        (its trainer ranks' busy spans added to `spans`)."""
         p, report = self.cfg.prm, {}
         path = p.path
         if path is None:
@@ -211,7 +225,7 @@ class MStarRun:
                 examples = read_step_labels(source)
             path = str(self.run_dir.path / "prm")
             backbone = self.run_dir.checkpoints / "pre_evolved"
-            report["train"] = train_prm(self.cfg, examples, str(backbone), path, source, self.placement)
+            report["train"] = train_prm(self.cfg, examples, str(backbone), path, source, self.placement, spans)
         self.prm = PRMGroup(self.cfg, path, self.placement)
         return report | {"path": path}
 
@@ -315,6 +329,12 @@ class MStarRun:
         """Greedy accuracy on eval.benchmarks at this stage (eval.run_stages) over the rollout workers."""
         if self.data.benchmarks and stage in self.cfg.eval.run_stages:
             evaluate_run_stage(self.cfg, self.rollout, self.data.benchmarks, self.run_dir.path, stage.value)
+
+    def profile(self, timer: PhaseTimer, spans: Sequence[BusySpan] = ()) -> dict:
+        """Where a record's time went: each phase's compute per actor, bytes moved, orchestration overhead."""
+        groups = (self.rollout, self.trainers, self.prm)
+        spans = [*spans, *(s for group in groups if group is not None for s in group.drain_busy())]
+        return record_profile(timer.windows, timer.opened, spans)
 
     def journal(self, record: dict, prompts: Sequence | None = None) -> None:
         """A record to metrics.jsonl and the monitor; an iteration's prompt ids to prompts.jsonl; the plot."""

@@ -18,6 +18,8 @@ from mstar_ray.loop.state import DriverState
 
 log = logging.getLogger("mstar")
 
+ACTOR_LOGS = "logs"  # the run directory's folder of actor output, one file per actor
+
 # What a checkpoint's state means depends on these: a resume that changed one would not continue the same run
 KEPT_ON_RESUME = ("run.seed", "loop.mode", "loop.interval", "resources.trainer_ranks", "train.zero_stage", "train.lora")
 
@@ -60,8 +62,11 @@ def run_mstar(cfg: MStarConfig, resume: str | Path | None = None, overrides: Seq
         checkpoint = run.resumable_checkpoint()
     data = load_datasets(cfg, benchmarks=True)
     preflight(cfg, data)
-    connect_ray(cfg)  # before the run directory, so a layout that does not fit never touches an earlier run
-    placement = Placement(cfg)
+    # Before the run directory, so a layout that does not fit never touches an earlier run; actor output goes to
+    # the run's log files
+    connect_ray(cfg, log_to_driver=False)
+    run_path = run.path if resume is not None else Path(cfg.run.output_dir) / cfg.run.name
+    placement = Placement(cfg, actor_logs=(run_path / ACTOR_LOGS).resolve())
     try:
         if resume is None:
             run = RunDir.create(cfg)
@@ -69,6 +74,7 @@ def run_mstar(cfg: MStarConfig, resume: str | Path | None = None, overrides: Seq
             run.record_resume(cfg, DriverState.read(checkpoint).iteration, overrides)
         loaded = {s: r["loaded"] for s, r in data.reports.items() if r}
         log.info("run directory %s; prompts loaded: %s", run.path, loaded)
+        log.info("actor output (vLLM, DeepSpeed, warnings) goes to %s/", run.path / ACTOR_LOGS)
         loop = MStarRun(cfg, run, data, placement, checkpoint)
         try:
             return loop.fit()

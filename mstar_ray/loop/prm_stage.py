@@ -18,6 +18,7 @@ from mstar_ray.groups.placement import Placement
 from mstar_ray.groups.trainers import PRMTrainerGroup
 from mstar_ray.prm.labeling import LabelingSpec, label_steps, write_step_labels
 from mstar_ray.prm.model import StepLabeledExample
+from mstar_ray.telemetry.profile import BusySpan
 from mstar_ray.training.sft import OptimSpec
 
 log = logging.getLogger("mstar")
@@ -57,7 +58,15 @@ def label_prompts(cfg: MStarConfig, generator: Generator, labeled: Sequence[Prom
         ),
         "seconds": round(time.perf_counter() - start, 1),
     }
-    log.info("PRM labels: %s", report)
+    truth = report["step_truth"] or {}
+    log.info(
+        "PRM step labels: %d prompts, %d responses, %d steps in %.1f s%s (all figures in metrics.jsonl)",
+        report["prompts"],
+        report["responses"],
+        report["steps"],
+        report["seconds"],
+        f"; labels tell true from false steps with AUC {truth['auc']:.3f}" if truth.get("auc") is not None else "",
+    )
     return report
 
 
@@ -68,9 +77,10 @@ def train_prm(
     out_dir: str | Path,
     labels: str,
     placement: Placement | None = None,
+    spans: list[BusySpan] | None = None,
 ) -> dict:
     """Train a PRM from `backbone` (a policy checkpoint or PRM directory) on step labels and save it to `out_dir`;
-    with a placement group, the ranks take the PRM actors' bundles."""
+    with a placement group, the ranks take the PRM actors' bundles. The ranks' busy spans are added to `spans`."""
     t = cfg.prm.train
     start = time.perf_counter()
     meta = {
@@ -86,6 +96,8 @@ def train_prm(
         group.start_stage(OptimSpec(t.lr, t.micro_batch_size, zero_stage=cfg.train.zero_stage, grad_clip=1.0))
         stats = group.train(examples, t.epochs, derive_seed(cfg.run.seed, "prm_train"))
         group.save_pretrained(str(out_dir))
+        if spans is not None:
+            spans += group.drain_busy()
     finally:
         group.shutdown()  # frees the ranks' CPUs / GPUs for the PRM scorers
     epoch_losses = [sum(s.epoch_losses[e] for s in stats) / len(stats) for e in range(t.epochs)]
@@ -98,5 +110,8 @@ def train_prm(
         "epoch_losses": epoch_losses,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    log.info("PRM trained: %s", report)
+    losses = " -> ".join(f"{x:.3f}" for x in epoch_losses)
+    log.info(
+        "PRM trained: %d epochs on %d responses, loss %s, %.1f s", t.epochs, len(examples), losses, report["seconds"]
+    )
     return report

@@ -6,6 +6,7 @@ a transformers model. Tensor parallelism on GPUs spawns vLLM's own worker proces
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 
@@ -20,6 +21,14 @@ from mstar_ray.sync.buckets import SyncPlan
 from mstar_ray.sync.receiver import ReceiveStats
 
 EXTENSION = "mstar_ray.rollout.vllm_extension.WeightSyncExtension"
+
+
+def _refused_thread_change(record: logging.LogRecord) -> bool:
+    """Drop vLLM's CPU worker's warning that it skipped a `torch.set_num_threads` call. Its renderer sets and restores
+    the thread count around every image it processes; in our in-process engine the CPU worker, which keeps the
+    threads the actor chose, refuses each change and warns twice per request. Refusing is right here, so the
+    warning (thousands per rollout) says nothing."""
+    return not str(record.msg).startswith("CPU backend doesn't allow to use `torch.set_num_threads`")
 
 
 class VLLMRolloutEngine:
@@ -45,6 +54,7 @@ class VLLMRolloutEngine:
         if not use_gpu:
             # Keep the actor's torch thread count instead of binding OpenMP threads to every core of the node.
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+            logging.getLogger("vllm.v1.worker.cpu_worker").addFilter(_refused_thread_change)
         import vllm
 
         self.processor = load_processor(model_path, trust_remote_code)

@@ -8,6 +8,10 @@ parameters and redoes any kernel-specific processing of a layer once all its wei
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from mstar_ray.sync.buckets import SyncPlan
 from mstar_ray.sync.receiver import ReceiveBuffers, ReceiveStats, received_weights, timed_receive
 from mstar_ray.sync.transport import BroadcastGroup
@@ -26,7 +30,9 @@ class WeightSyncExtension:
 
         def receive() -> None:
             stream = received_weights(self.weight_sync_group, plan, self.weight_sync_buffers)
-            self.reload_weights(weights_iterator=stream, is_checkpoint_format=True)
+            tied = getattr(self.model_config.hf_text_config, "tie_word_embeddings", False)
+            with _expected_reload_warnings_dropped(tied):
+                self.reload_weights(weights_iterator=stream, is_checkpoint_format=True)
             for _ in stream:  # a loader that stopped early must not leave the group out of step
                 raise RuntimeError("vLLM's reload did not consume every received weight")
             _rebuild_cpu_lm_heads(self.model_runner.model)
@@ -43,6 +49,32 @@ class WeightSyncExtension:
         if group is not None:
             group.close()
             self.weight_sync_group = None
+
+
+class _ExpectedReloadWarnings(logging.Filter):
+    """vLLM's in-place reload warns "<Layer>: Failed to load weights" for every layer that owns tensors but got
+    none. Two such layers are expected on every sync: the rotary embedding (its cos/sin cache is computed, never
+    sent) and, when the LM head is tied to the input embedding, the head (the embedding carries the shared weight;
+    `_rebuild_cpu_lm_heads` rebuilds it). vLLM then keeps their current tensors, which is right for both. Any other
+    layer's warning still shows."""
+
+    def __init__(self, tied_head: bool) -> None:
+        super().__init__()
+        self.expected = {"RotaryEmbedding"} | ({"ParallelLMHead"} if tied_head else set())
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == "%s: Failed to load weights" and record.args and record.args[0] in self.expected)
+
+
+@contextmanager
+def _expected_reload_warnings_dropped(tied_head: bool) -> Iterator[None]:
+    logger = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+    expected = _ExpectedReloadWarnings(tied_head)
+    logger.addFilter(expected)
+    try:
+        yield
+    finally:
+        logger.removeFilter(expected)
 
 
 def _rebuild_cpu_lm_heads(model) -> None:

@@ -164,18 +164,28 @@ def _mlflow_safe(values: dict[str, float]) -> dict[str, float]:
 
 
 class PhaseTimer:
-    """Wall seconds of each named phase of an iteration."""
+    """Wall seconds of each named phase of an iteration, and each phase's wall-clock window (for the profile)."""
 
-    def __init__(self) -> None:
+    def __init__(self, opened: float | None = None) -> None:
+        """`opened`: when the record's time began (time.time()), if before the timer was made."""
         self.seconds: dict[str, float] = {}
+        self.windows: dict[str, tuple[float, float]] = {}
+        self.opened = opened if opened is not None else time.time()
+
+    def mark(self, phase: str, since: float) -> None:
+        """Time a phase that began at `since` (time.time()) and ends now."""
+        now = time.time()
+        self.seconds[phase] = round(now - since, 3)
+        self.windows[phase] = (since, now)
 
     @contextmanager
     def __call__(self, phase: str) -> Iterator[None]:
-        start = time.perf_counter()
+        start, opened = time.perf_counter(), time.time()
         try:
             yield
         finally:
             self.seconds[phase] = round(time.perf_counter() - start, 3)
+            self.windows[phase] = (opened, time.time())
 
 
 def progress_line(record: dict) -> str:
@@ -195,4 +205,6 @@ def progress_line(record: dict) -> str:
             line += (
                 f" Reward-Pass@2 {record['val_reward_pass_at_2']:.3f} (random-2 {record['val_random_pass_at_2']:.3f})"
             )
-    return line + f" | seconds {record['seconds']}"
+    seconds = record["seconds"]
+    phases = ", ".join(f"{phase} {s:.0f}" for phase, s in seconds.items() if s >= 0.5)
+    return line + f" | {sum(seconds.values()):.0f} s ({phases})"
