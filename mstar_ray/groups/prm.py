@@ -30,7 +30,7 @@ class PRMGroup(RestartingGroup):
             self.cfg.model.dtype,
             use_gpu,
             batch,
-            r.torch_threads,
+            r.torch_threads if r.torch_threads_per_prm_worker is None else r.torch_threads_per_prm_worker,
             r.cpus_per_prm_worker,
             self.cfg.model.trust_remote_code,
             self.cfg.run.deterministic,
@@ -42,8 +42,12 @@ class PRMGroup(RestartingGroup):
         targets: list[tuple[Prompt, Sample]] = [
             (group.prompt, s) for group in rollouts for s in group.samples if s.correct or not only_correct
         ]
-        shards = split_evenly([(prompt, s.text) for prompt, s in targets], len(self.workers))
+        # A prompt's samples often repeat one another (low temperatures, short answers): each distinct response
+        # is scored once and its scores shared.
+        distinct = {(prompt.id, s.text): (prompt, s.text) for prompt, s in targets}
+        shards = split_evenly(list(distinct.values()), len(self.workers))
         scores = self.map_shards(lambda worker, _, shard: worker.score.remote(shard), shards)
-        for (_, sample), step_scores in zip(targets, scores, strict=True):
-            sample.step_scores = step_scores
+        by_response = dict(zip(distinct, scores, strict=True))
+        for prompt, sample in targets:
+            sample.step_scores = list(by_response[(prompt.id, sample.text)])
         return len(targets)

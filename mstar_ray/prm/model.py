@@ -86,11 +86,22 @@ class ProcessRewardModel(torch.nn.Module):
         (out / PRM_META_FILE).write_text(json.dumps(meta, indent=2))
 
 
-def encode_steps(processor: ProcessorMixin, prompt: Prompt, steps: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Prompt (with image) and the steps as one sequence; `step_ends` holds where each step is read: its last
-    token, which for every step but the final one is the blank-line separator that ends it."""
+def encode_prompt(processor: ProcessorMixin, prompt: Prompt) -> dict[str, torch.Tensor]:
+    """The prompt's model inputs (its images processed), which every response to it starts with."""
     features = processor(text=[prompt_text(processor, prompt)], images=prompt_images([prompt]), return_tensors="pt")
-    encoded = {k: torch.as_tensor(v) for k, v in features.items() if k in TEXT_KEYS or torch.is_tensor(v)}
+    return {k: torch.as_tensor(v) for k, v in features.items() if k in TEXT_KEYS or torch.is_tensor(v)}
+
+
+def encode_steps(
+    processor: ProcessorMixin,
+    prompt: Prompt,
+    steps: Sequence[str],
+    encoded_prompt: dict[str, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Prompt (with image) and the steps as one sequence; `step_ends` holds where each step is read: its last
+    token, which for every step but the final one is the blank-line separator that ends it. `encoded_prompt`
+    (`encode_prompt` of this prompt) saves processing the prompt's images again; it is not modified."""
+    encoded = dict(encoded_prompt if encoded_prompt is not None else encode_prompt(processor, prompt))
     tokenizer = processor.tokenizer
     pieces, ends, length = [], [], encoded["input_ids"].shape[-1]
     for i, step in enumerate(steps):

@@ -9,7 +9,7 @@ import torch
 from mstar_ray.core.records import Prompt
 from mstar_ray.core.steps import split_steps
 from mstar_ray.models.loading import load_processor
-from mstar_ray.prm.model import ProcessRewardModel, collate_steps, encode_steps
+from mstar_ray.prm.model import ProcessRewardModel, collate_steps, encode_prompt, encode_steps
 
 
 class PRMScorer:
@@ -32,10 +32,16 @@ class PRMScorer:
         """Step scores of each (prompt, response), in order; one per step of `split_steps(response)`."""
         scores: list[list[float]] = []
         pad_id = self.processor.tokenizer.pad_token_id
+        prompts: dict[tuple, dict[str, torch.Tensor]] = {}  # each prompt's images processed once per call
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
             steps = [split_steps(response) for _, response in chunk]
-            encoded = [encode_steps(self.processor, prompt, s) for (prompt, _), s in zip(chunk, steps, strict=True)]
+            encoded = []
+            for (prompt, _), s in zip(chunk, steps, strict=True):
+                key = (prompt.id, prompt.question, tuple(prompt.images))
+                if key not in prompts:
+                    prompts[key] = encode_prompt(self.processor, prompt)
+                encoded.append(encode_steps(self.processor, prompt, s, prompts[key]))
             batch = {k: v.to(self.device) for k, v in collate_steps(encoded, pad_id).items()}
             probs = torch.sigmoid(self.model(**batch).float()).tolist()  # (N,) over all steps of the chunk
             for s in steps:

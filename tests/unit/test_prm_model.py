@@ -14,7 +14,7 @@ from mstar_ray.core.steps import split_steps
 from mstar_ray.data.llava import load_prompts
 from mstar_ray.models.freeze import is_vision_encoder_weight
 from mstar_ray.prm.labeling import read_step_labels, write_step_labels
-from mstar_ray.prm.model import ProcessRewardModel, StepLabeledExample, collate_steps, encode_steps
+from mstar_ray.prm.model import ProcessRewardModel, StepLabeledExample, collate_steps, encode_prompt, encode_steps
 from mstar_ray.prm.scorer import PRMScorer
 
 
@@ -36,6 +36,21 @@ def test_step_ends_point_at_each_steps_last_token(tiny_model: Path, seed_prompts
     assert encoded["attention_mask"].shape == ids.unsqueeze(0).shape and int(encoded["attention_mask"].sum()) == len(
         ids
     )
+
+
+def test_a_prompt_encoded_once_serves_every_response_unchanged(tiny_model: Path, seed_prompts) -> None:
+    processor = AutoProcessor.from_pretrained(tiny_model)
+    prompt = seed_prompts[0]
+    cached = encode_prompt(processor, prompt)
+    before = {k: v.clone() for k, v in cached.items()}
+    for response in (prompt.reference, "Count the red cells: there are 1.\n\nThe answer is 3."):
+        steps = split_steps(response)
+        fresh, reused = encode_steps(processor, prompt, steps), encode_steps(processor, prompt, steps, cached)
+        assert fresh.keys() == reused.keys()
+        for key in fresh:
+            torch.testing.assert_close(reused[key], fresh[key])
+    for key in before:  # the cache is the prompt's, whatever responses were appended to it
+        torch.testing.assert_close(cached[key], before[key])
 
 
 def test_scores_one_per_step_and_reload_identically(tiny_model: Path, seed_prompts, tmp_path: Path) -> None:
