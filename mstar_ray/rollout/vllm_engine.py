@@ -54,6 +54,10 @@ class VLLMRolloutEngine:
         if not use_gpu:
             # Keep the actor's torch thread count instead of binding OpenMP threads to every core of the node.
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+            # vLLM's ahead-of-time compile cache fails to load on its CPU backend ("'function' object has no
+            # attribute 'finalize_loading'"), so every engine start would compile the model again; with the older
+            # cache path a start loads what an earlier one compiled (docs/results.md, "Speed").
+            os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
             logging.getLogger("vllm.v1.worker.cpu_worker").addFilter(_refused_thread_change)
         import vllm
 
