@@ -1,11 +1,13 @@
 """Rollout throughput of the vLLM backend against the transformers backend, side by side in one run.
 
     .venv/bin/python benchmarks/rollout_throughput.py [--model DIR] [--prompts 64] [--samples 8] [--max-new-tokens 96]
+        [--variants transformers vllm vllm:enforce_eager=true,max_num_seqs=1024 ...]
 
-Both backends run as a rollout actor on the same model, prompts (the synthetic task's validation images and
-questions) and sampling settings; each is timed over the same `generate` calls after one warm-up call. Prints a
-markdown table and writes benchmarks/results/rollout_throughput.json. The default model is the quickstart's
-(`make quickstart` builds it; a trained checkpoint gives realistic response lengths).
+Each variant (a backend, for vLLM with `rollout.vllm.*` settings after a colon) runs as a rollout actor on the same
+model, prompts (the synthetic task's validation images and questions) and sampling settings; each is timed over the
+same `generate` calls after one warm-up call, and its start (actor and engine up, warm-up call done) is timed too.
+Prints a markdown table and writes benchmarks/results/rollout_throughput.json. The default model is the
+quickstart's (`make quickstart` builds it; a trained checkpoint gives realistic response lengths).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ def _repo_relative(path: str | Path) -> str:
     return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
 
 
-def measure(backend: str, args: argparse.Namespace) -> dict:
+def measure(variant: str, args: argparse.Namespace) -> dict:
+    backend, _, settings = variant.partition(":")
+    vllm_settings = [f"rollout.vllm.{kv}" for kv in settings.split(",") if kv]
     data = ROOT / ".quickstart" / "data"
     cfg = load_config(
         None,
@@ -47,12 +51,15 @@ def measure(backend: str, args: argparse.Namespace) -> dict:
             f"rollout.sequences_per_call={args.sequences_per_call}",
             "resources.cpus_per_rollout_worker=2",
             "resources.torch_threads=2",
+            *vllm_settings,
         ],
     )
     prompts = load_datasets(cfg).validation[: args.prompts]
-    rollout = RolloutGroup(cfg, str(args.model))
     params = SamplingParams(n=args.samples, temperature=1.0, max_new_tokens=args.max_new_tokens, seed=0)
+    start = time.perf_counter()
+    rollout = RolloutGroup(cfg, str(args.model))
     rollout.generate(prompts[:4], params)  # warm-up
+    start_seconds = time.perf_counter() - start
     seconds, tokens = [], []
     for repeat in range(args.repeats):
         start = time.perf_counter()
@@ -61,7 +68,9 @@ def measure(backend: str, args: argparse.Namespace) -> dict:
         tokens.append(sum(s.num_tokens for g in groups for s in g.samples))
     ray.kill(rollout.workers[0])
     return {
+        "variant": variant,
         "backend": backend,
+        "start_seconds": round(start_seconds, 1),
         "sequences": len(prompts) * args.samples,
         "sampled_tokens": tokens,
         "seconds": [round(s, 3) for s in seconds],
@@ -77,24 +86,26 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sequences-per-call", type=int, default=512, help="transformers backend batch")
+    parser.add_argument("--variants", nargs="+", default=["transformers", "vllm"])
     parser.add_argument("--out", default="rollout_throughput.json")
     args = parser.parse_args()
 
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
-    rows = [measure(backend, args) for backend in ("transformers", "vllm")]
+    rows = [measure(variant, args) for variant in args.variants]
     ray.shutdown()
-    speedup = rows[1]["tokens_per_second"] / rows[0]["tokens_per_second"]
 
     print(f"\nmodel {args.model}, {args.prompts} prompts x {args.samples} samples, up to {args.max_new_tokens} tokens")
-    print("| backend | sampled tokens | seconds | tokens/s |")
-    print("| --- | --- | --- | --- |")
+    print(f"| variant | start s | sampled tokens | seconds | tokens/s | over {rows[0]['variant']} |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
         med = statistics.median(r["seconds"])
-        print(f"| {r['backend']} | {statistics.median(r['sampled_tokens'])} | {med:.2f} | {r['tokens_per_second']} |")
-    print(f"vLLM / transformers: {speedup:.1f}x")
+        r["speedup_over_first"] = round(r["tokens_per_second"] / rows[0]["tokens_per_second"], 2)
+        print(
+            f"| {r['variant']} | {r['start_seconds']} | {statistics.median(r['sampled_tokens'])} | {med:.2f} | "
+            f"{r['tokens_per_second']} | {r['speedup_over_first']}x |"
+        )
     model = _repo_relative(args.model)  # result files name no machine's paths
     result = {"model": model, "settings": vars(args) | {"model": model}, "rows": rows}
-    result["vllm_over_transformers"] = round(speedup, 2)
     out = ROOT / "benchmarks" / "results" / args.out
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

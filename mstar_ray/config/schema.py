@@ -125,6 +125,11 @@ class ResourcesConfig(Section):
     """GPUs per PRM actor (0: CPU)."""
     torch_threads: int = Field(default=0, ge=0)
     """Torch threads per CPU actor (0: its CPU reservation rounded up; more can pay, as phases alternate)."""
+    torch_threads_per_rollout_worker: int | None = Field(default=None, ge=0)
+    """Torch threads per CPU rollout actor (null: torch_threads). vLLM's CPU engine spends most of a step in one
+    Python thread, so on few cores two one-thread engines sample faster than one engine with two threads."""
+    torch_threads_per_prm_worker: int | None = Field(default=None, ge=0)
+    """Torch threads per CPU PRM scoring actor (null: torch_threads; PRM training uses torch_threads)."""
     placement: PlacementStrategy = Field(default=PlacementStrategy.PACK, strict=False)
     """Placement group strategy for the actors' bundles: PACK, SPREAD, STRICT_PACK or STRICT_SPREAD."""
     colocate: bool = False
@@ -145,7 +150,7 @@ class VLLMConfig(Section):
     max_model_len: int = Field(default=4096, ge=16)
     """Longest prompt plus response in tokens, image tokens included."""
     enforce_eager: bool = False
-    """Run without CUDA graphs: faster start, slower decoding (the CPU backend is always eager)."""
+    """Skip vLLM's torch.compile (and CUDA graphs on GPUs): faster start, slower decoding for large models."""
     max_num_seqs: int | None = Field(default=None, ge=1)
     """Most sequences vLLM decodes in one step (its max_num_seqs; null: vLLM's default)."""
     enable_prefix_caching: bool = True

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import ray
 
 from actors.rollout_worker import RolloutWorker
-from mstar_ray.config import MStarConfig
+from mstar_ray.config import MStarConfig, RolloutBackend
 from mstar_ray.core.records import Prompt, PromptRollouts
 from mstar_ray.core.sampling import SamplingParams
 from mstar_ray.groups.base import RestartingGroup, split_evenly
@@ -45,8 +45,9 @@ class RolloutGroup(RestartingGroup):
         options = actor_options(self.placement, "rollout", index, r.cpus_per_rollout_worker, r.gpus_per_rollout_worker)
         name = self.names[index]
         log_file = actor_log_file(self.placement, name)
+        threads = r.torch_threads if r.torch_threads_per_rollout_worker is None else r.torch_threads_per_rollout_worker
         return RolloutWorker.options(name=name, **options).remote(
-            name, self.spec, r.torch_threads, options["num_cpus"], log_file
+            name, self.spec, threads, options["num_cpus"], log_file
         )
 
     def generate(
@@ -63,7 +64,12 @@ class RolloutGroup(RestartingGroup):
 
     @contextmanager
     def asleep(self) -> Iterator[None]:
-        """Release the engines' accelerator memory for the block (when rollout.vllm.sleep_while_training)."""
+        """Release the engines' accelerator memory for the block (when rollout.vllm.sleep_while_training; engines
+        that never sleep are not called)."""
+        sleeps = self.spec.backend == RolloutBackend.VLLM and self.spec.vllm.sleep_while_training
+        if not sleeps:
+            yield
+            return
         self._on_living("sleep", [w.sleep.remote() for w in self.workers])
         try:
             yield
