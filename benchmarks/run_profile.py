@@ -1,13 +1,13 @@
 """Where a run's time goes: run a config and tabulate every stage's wall time, each actor's compute in it, the bytes
 moved and the orchestration overhead; with --before REF, the same run from that git commit first, side by side.
 
-    .venv/bin/python benchmarks/run_profile.py [--config configs/quickstart.yaml] [--before REF]
+    .venv/bin/python benchmarks/run_profile.py [--config configs/quickstart.yaml] [--before REF ...] [--no-now]
         [--out NAME.json] [key.sub=value ...]
 
 Prints a markdown table and writes benchmarks/results/NAME.json (default run_profile.json). Each variant is one
-`mstar run` process (its own in-process Ray); the earlier commit runs from a git worktree with this checkout's
-virtual environment and quickstart data. A phase's overhead is the part of its wall time in which no actor was
-working (see mstar_ray/telemetry/profile.py).
+`mstar run` process (its own in-process Ray), one after the other; an earlier commit runs from a git worktree with
+this checkout's virtual environment and quickstart data. A phase's overhead is the part of its wall time in which
+no actor was working (see mstar_ray/telemetry/profile.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mstar_ray.telemetry.profile import summed  # noqa: E402
+from mstar_ray.telemetry.profile import run_stages, stage_overhead  # noqa: E402
 
 STAGES = ("pre-evolution", "iterations", "final")
 
@@ -49,37 +49,8 @@ def run_variant(label: str, code: Path, config: str, overrides: list[str]) -> di
         "run_seconds": summary["wall_seconds"],
         "console_lines": len(console.read_text().splitlines()),
         "test": {k: summary[k]["greedy_accuracy"] for k in ("pre_evolved", "final")},
-        "stages": stages(records, summary),
+        "stages": run_stages(records, summary),
     }
-
-
-def stages(records: list[dict], summary: dict) -> dict:
-    """Per stage (pre-evolution, the iterations together, the final evaluation): wall time per phase, the actors'
-    compute and bytes, and the overhead, where the run recorded its profile (else the phase seconds alone)."""
-    pre = [r for r in records if r.get("iteration") == 0 and "seconds" in r]
-    loop = [r for r in records if isinstance(r.get("iteration"), int) and r["iteration"] > 0 and "prompts" in r]
-    out = {}
-    for stage, chosen in (("pre-evolution", pre), ("iterations", loop)):
-        profiled = [r["profile"]["phases"] for r in chosen if "profile" in r]
-        if profiled:
-            out[stage] = summed(profiled) | {"wall": sum(r["profile"]["wall"] for r in chosen)}
-        else:
-            phases: dict[str, dict] = {}
-            for r in chosen:
-                for phase, s in r["seconds"].items():
-                    phases.setdefault(phase, {"wall": 0.0})["wall"] += s
-            out[stage] = phases | {"wall": sum(sum(r["seconds"].values()) for r in chosen)}
-    if "profile" in summary:
-        out["final"] = summed([summary["profile"]["phases"]]) | {"wall": summary["profile"]["wall"]}
-    return out
-
-
-def overhead(stage: dict) -> float | None:
-    phases = [p for k, p in stage.items() if k != "wall"]
-    if not phases or "overhead" not in phases[0]:
-        return None
-    inside = sum(p["wall"] for p in phases)
-    return sum(p["overhead"] for p in phases) + max(0.0, stage["wall"] - inside)
 
 
 def table(variants: list[dict]) -> str:
@@ -100,7 +71,7 @@ def table(variants: list[dict]) -> str:
             compute = p.get("compute") or {}
             actors = ", ".join(f"{a} {s:.1f}" for a, s in sorted(compute.items()) if s >= 0.05)
             rows.append(f"| - {phase} | " + " | ".join(cells) + f" | {actors} |")
-        spent = [overhead(v["stages"].get(stage, {})) for v in variants]
+        spent = [stage_overhead(v["stages"][stage]) if stage in v["stages"] else None for v in variants]
         rows.append("| - overhead | " + " | ".join("" if o is None else f"{o:.1f}" for o in spent) + " | |")
     rows.append("| console lines | " + " | ".join(str(v["console_lines"]) for v in variants) + " | |")
     return "\n".join(rows)
@@ -116,22 +87,26 @@ def worktree(ref: str, into: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/quickstart.yaml")
-    parser.add_argument("--before", help="a git commit to profile first, from a worktree")
+    parser.add_argument("--before", nargs="+", default=[], help="git commits to profile first, each from a worktree")
+    parser.add_argument("--no-now", action="store_true", help="profile only the --before commits")
     parser.add_argument("--out", default="run_profile.json")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     variants = []
     with tempfile.TemporaryDirectory() as tmp:
-        if args.before:
-            code = worktree(args.before, Path(tmp) / "before")
+        for ref in args.before:
+            code = worktree(ref, Path(tmp) / ref)
             try:
-                variants.append(run_variant("before", code, args.config, args.overrides) | {"ref": args.before})
+                variants.append(run_variant(ref, code, args.config, args.overrides) | {"ref": ref})
             finally:
                 subprocess.run(["git", "worktree", "remove", "--force", str(code)], cwd=ROOT, check=False)
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    variants.append(run_variant("now", ROOT, args.config, args.overrides) | {"ref": head.strip()})
-    if len(variants) == 2:
-        variants[-1]["speedup"] = round(variants[0]["run_seconds"] / variants[-1]["run_seconds"], 3)
+    if not args.no_now:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+        ref = head.stdout.strip() + (" with uncommitted changes" if dirty.strip() else "")
+        variants.append(run_variant("now", ROOT, args.config, args.overrides) | {"ref": ref})
+    for v in variants[1:]:
+        v["speedup_over_first"] = round(variants[0]["run_seconds"] / v["run_seconds"], 3)
     text = table(variants)
     print(text)
     out = ROOT / "benchmarks" / "results" / args.out

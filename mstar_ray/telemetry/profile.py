@@ -153,10 +153,43 @@ def summed(profiles: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
                 phase, {"wall": 0.0, "compute": {}, "bytes": {}, "working": 0.0, "overhead": 0.0, "count": 0}
             )
             for key in ("wall", "working", "overhead"):
-                t[key] += p[key]
+                t[key] += p.get(key, 0.0)
             t["count"] += 1
             for actor, s in p["compute"].items():
                 t["compute"][actor] = t["compute"].get(actor, 0.0) + s
             for actor, b in p["bytes"].items():
                 t["bytes"][actor] = t["bytes"].get(actor, 0) + b
     return total
+
+
+def run_stages(records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """A run's profile by stage: the pre-evolution (metrics record 0), the iterations added up, and the final
+    evaluation (summary.json). Each stage maps its phases (summed as `summed` does) and "wall" to its seconds; a
+    record without a profile (a run from before profiles) gives its phase seconds alone."""
+    pre = [r for r in records if r.get("iteration") == 0 and "seconds" in r]
+    loop = [r for r in records if isinstance(r.get("iteration"), int) and r["iteration"] > 0 and "prompts" in r]
+    out: dict[str, dict[str, Any]] = {}
+    for stage, chosen in (("pre-evolution", pre), ("iterations", loop)):
+        if not chosen:
+            continue
+        if all("profile" in r for r in chosen):
+            out[stage] = summed([r["profile"]["phases"] for r in chosen])
+            out[stage]["wall"] = sum(r["profile"]["wall"] for r in chosen)
+        else:
+            phases: dict[str, Any] = {}
+            for r in chosen:
+                for phase, seconds in r["seconds"].items():
+                    phases.setdefault(phase, {"wall": 0.0})["wall"] += seconds
+            out[stage] = phases | {"wall": sum(sum(r["seconds"].values()) for r in chosen)}
+    if summary and "profile" in summary:
+        out["final"] = summed([summary["profile"]["phases"]]) | {"wall": summary["profile"]["wall"]}
+    return out
+
+
+def stage_overhead(stage: Mapping[str, Any]) -> float | None:
+    """A stage's seconds in which no actor worked: its phases' overhead and the time between them (None without
+    a profile)."""
+    phases = [p for key, p in stage.items() if key != "wall"]
+    if not phases or any("overhead" not in p for p in phases):
+        return None
+    return sum(p["overhead"] for p in phases) + max(0.0, stage["wall"] - sum(p["wall"] for p in phases))

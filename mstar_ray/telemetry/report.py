@@ -14,7 +14,13 @@ from typing import Any
 
 import yaml
 
+from mstar_ray.telemetry.profile import run_stages, stage_overhead
+
 Table = tuple[list[str], list[list[str]]]  # (header, rows of cells)
+PROFILE_NOTE = (
+    "Wall seconds of each phase, the seconds each actor spent working in it, and the part of it in which no actor "
+    "worked (Ray scheduling and transfers, actors starting, the driver's own work). The iterations are added up."
+)
 EXPECTED = ("config.yaml", "metrics.jsonl", "summary.json", "data_report.json", "dynamics.png", "checkpoints")
 ITERATION_COLUMNS = (  # (header, metrics key, number format); {k} is the validation K
     ("iteration", "iteration", "g"),
@@ -105,6 +111,20 @@ def _search_rows(searches: Sequence[dict]) -> Table:
         at_chosen = [p.get(criterion) for p in s.get("curve") or [] if p.get("temperature") == chosen]
         rows.append([_fmt(s.get("iteration")), _fmt(chosen, ".2f"), criterion, _fmt(next(iter(at_chosen), None))])
     return ["iteration", "chosen temperature", "criterion", "value at chosen"], rows
+
+
+def _profile_rows(records: Sequence[dict], summary: dict | None) -> Table:
+    """Where the run's time went: each stage's phases, with every actor's compute and the time no actor worked."""
+    rows = []
+    for stage, phases in run_stages(records, summary).items():
+        overhead = stage_overhead(phases)
+        rows.append([stage, _fmt(phases["wall"], ".1f"), "", _fmt(overhead, ".1f")])
+        for phase, p in phases.items():
+            if phase == "wall" or p["wall"] < 0.05:
+                continue
+            compute = ", ".join(f"{a} {s:.1f}" for a, s in sorted(p.get("compute", {}).items()) if s >= 0.05)
+            rows.append([f"- {phase}", _fmt(p["wall"], ".1f"), compute, _fmt(p.get("overhead"), ".1f")])
+    return ["stage / phase", "seconds", "actors' compute, s", "no actor working, s"], rows
 
 
 def _data_rows(data_report: dict) -> Table:
@@ -238,6 +258,7 @@ def _sections(run: Path, plot_fallback: Path) -> list[Section]:
         Section("Final test evaluation", results, eval_note),
         Section("Iterations", _iteration_rows(iters), iter_note.strip()),
         Section("Temperature searches", _search_rows(searches), "" if searches else "No temperature search."),
+        Section("Where the time went", _profile_rows(records, summary), PROFILE_NOTE),
         Section("Training dynamics", note=plot_note, image=plot),
         *_response_sections(run),
         Section("Data", _data_rows(data_report or {}), "" if data_report else "data_report.json is missing."),

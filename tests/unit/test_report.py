@@ -272,3 +272,29 @@ def test_ground_truth_columns_appear_only_when_the_run_has_them(run_dir: Path) -
     text = write_report(run_dir, fmt="md").read_text()
     line = "50.0% of 30; random draws 40.0%; beyond random +10.0 points (95% interval +2.0 to +18.0)"
     assert f"| selected data, process-correct | {line} |" in text
+
+
+def test_where_the_time_went_adds_up_each_stage_from_the_records_profiles(run_dir: Path) -> None:
+    text = write_report(run_dir, fmt="md").read_text()
+    assert "| - seed_sft | 6.2 |  | – |" in text  # a run without profiles: its phase seconds alone
+
+    def profile(phases: dict[str, tuple[float, dict[str, float]]]) -> dict:
+        shaped = {
+            name: {"wall": wall, "compute": compute, "bytes": {}, "working": max(compute.values()), "overhead": 0.5}
+            for name, (wall, compute) in phases.items()
+        }
+        return {"phases": shaped, "wall": sum(wall for wall, _ in phases.values()) + 1.0}
+
+    records = [dict(r) for r in METRICS]
+    records[0]["profile"] = profile({"seed_sft": (6.25, {"trainer-0": 5.75})})
+    for r in records[2:]:
+        r["profile"] = profile({"rollout": (40.0, {"rollout-0": 39.5, "rollout-1": 38.0})})
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = SUMMARY | {"profile": profile({"test": (20.0, {"rollout-0": 12.0, "prm-0": 7.5})})}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    text = write_report(run_dir, fmt="md").read_text()
+    assert "| pre-evolution | 7.2 |  | 1.5 |" in text  # 0.5 inside the phase, 1.0 between phases
+    assert "| - seed_sft | 6.2 | trainer-0 5.8 | 0.5 |" in text
+    assert "| iterations | 82.0 |  | 3.0 |" in text  # two iterations added up
+    assert "| - rollout | 80.0 | rollout-0 79.0, rollout-1 76.0 | 1.0 |" in text
+    assert "| - test | 20.0 | prm-0 7.5, rollout-0 12.0 | 0.5 |" in text
