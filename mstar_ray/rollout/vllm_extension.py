@@ -30,7 +30,8 @@ class WeightSyncExtension:
 
         def receive() -> None:
             stream = received_weights(self.weight_sync_group, plan, self.weight_sync_buffers)
-            tied = getattr(self.model_config.hf_text_config, "tie_word_embeddings", False)
+            configs = (self.model_config.hf_config, self.model_config.hf_text_config)
+            tied = any(getattr(c, "tie_word_embeddings", False) for c in configs)  # VLMs keep it at the top
             with _expected_reload_warnings_dropped(tied):
                 self.reload_weights(weights_iterator=stream, is_checkpoint_format=True)
             for _ in stream:  # a loader that stopped early must not leave the group out of step
@@ -53,17 +54,20 @@ class WeightSyncExtension:
 
 class _ExpectedReloadWarnings(logging.Filter):
     """vLLM's in-place reload warns "<Layer>: Failed to load weights" for every layer that owns tensors but got
-    none. Two such layers are expected on every sync: the rotary embedding (its cos/sin cache is computed, never
-    sent) and, when the LM head is tied to the input embedding, the head (the embedding carries the shared weight;
-    `_rebuild_cpu_lm_heads` rebuilds it). vLLM then keeps their current tensors, which is right for both. Any other
-    layer's warning still shows."""
+    none. Some such layers are expected on every sync, and vLLM keeps their current tensors, which is right for
+    them: rotary embeddings (their cos/sin caches are computed, never sent), the image input normalisation (its
+    constants come from the processor's config) and, when the LM head is tied to the input embedding, the head (the
+    embedding carries the shared weight; `_rebuild_cpu_lm_heads` rebuilds it). Any other layer's warning shows."""
 
     def __init__(self, tied_head: bool) -> None:
         super().__init__()
-        self.expected = {"RotaryEmbedding"} | ({"ParallelLMHead"} if tied_head else set())
+        self.expected = {"FusedMMInputNorm"} | ({"ParallelLMHead"} if tied_head else set())
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.msg == "%s: Failed to load weights" and record.args and record.args[0] in self.expected)
+        if record.msg != "%s: Failed to load weights" or not record.args:
+            return True
+        layer = str(record.args[0])
+        return not (layer in self.expected or layer.endswith("RotaryEmbedding"))
 
 
 @contextmanager
