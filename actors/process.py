@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -23,13 +25,23 @@ def configure_process(threads: int, reserved_cpus: float, deterministic: bool, l
         use_deterministic_kernels()
 
 
-def send_output_to(log_file: str) -> None:
+def send_output_to(log_file: str) -> bool:
     """Point this process's stdout and stderr (file descriptors 1 and 2, so libraries' and C++ output too) at the
-    end of `log_file`."""
-    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    end of `log_file`, after a line that says which process starts writing there (a restarted actor appends).
+    Where the file cannot be written (a node without the run directory), the output stays in Ray's own logs and
+    this returns False."""
+    try:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as err:
+        print(f"mstar: cannot write {log_file} ({err}); this actor's output stays in Ray's logs", file=sys.stderr)
+        return False
     sys.stdout.flush()
     sys.stderr.flush()
-    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.write(
+        fd, f"--- pid {os.getpid()} on {socket.gethostname()} from {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode()
+    )
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    return True

@@ -40,6 +40,7 @@ class RolloutWorker:
     def sync_ranks(self) -> int:
         return self.engine.sync_ranks
 
+    @busy
     def join_weight_sync(self, host: str, port: int, world_size: int, first_rank: int, timeout_s: float) -> None:
         self.engine.join_weight_sync(host, port, world_size, first_rank, timeout_s)
 

@@ -65,6 +65,7 @@ class PolicyTrainerRank(_TrainerRank):
     def export_weights(self) -> dict[str, torch.Tensor]:
         return self.trainer.export_weights()
 
+    @busy
     def join_weight_sync(self, host: str, port: int, world_size: int, timeout_s: float) -> None:
         self.trainer.join_weight_sync(host, port, world_size, timeout_s)
 

@@ -32,7 +32,8 @@ STAGES = ("pre-evolution", "iterations", "final")
 def run_variant(label: str, code: Path, config: str, overrides: list[str]) -> dict:
     """One `mstar run` from the code at `code`; its console, wall time and records."""
     name = f"profile-{label}"
-    cmd = [sys.executable, "-m", "mstar_ray", "run", "--config", config, f"run.name={name}", *overrides]
+    cmd = [sys.executable, "-m", "mstar_ray", "run", "--config", config, f"run.name={name}", "run.overwrite=true"]
+    cmd += overrides
     env = os.environ | {"PYTHONPATH": str(code)}  # ahead of the editable install, in the driver and in Ray's workers
     console = ROOT / "runs" / f"{name}.console.log"
     console.parent.mkdir(exist_ok=True)
@@ -62,12 +63,11 @@ def table(variants: list[dict]) -> str:
     for stage in STAGES:
         if stage not in last:
             continue
-        cells = [f"{v['stages'].get(stage, {}).get('wall', 0.0):.1f}" for v in variants]
+        cells = [f"{v['stages'][stage]['wall']:.1f}" if stage in v["stages"] else "" for v in variants]
         rows.append(f"| **{stage}** | " + " | ".join(cells) + " | |")
-        for phase, p in last[stage].items():
-            if phase == "wall":
-                continue
-            cells = [f"{v['stages'].get(stage, {}).get(phase, {}).get('wall', 0.0):.1f}" for v in variants]
+        for phase, p in last[stage]["phases"].items():
+            walls = [v["stages"].get(stage, {}).get("phases", {}).get(phase, {}).get("wall") for v in variants]
+            cells = ["" if w is None else f"{w:.1f}" for w in walls]
             compute = p.get("compute") or {}
             actors = ", ".join(f"{a} {s:.1f}" for a, s in sorted(compute.items()) if s >= 0.05)
             rows.append(f"| - {phase} | " + " | ".join(cells) + f" | {actors} |")

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import ray
 
 from mstar_ray.config import MStarConfig
-from mstar_ray.groups.placement import Placement
+from mstar_ray.groups.placement import Placement, actor_log_file
 from mstar_ray.telemetry.profile import BusySpan
 
 log = logging.getLogger("mstar")
@@ -119,7 +119,13 @@ class RestartingGroup(ABC):
             raise ActorRestartLimit(
                 f"{name} died {self.restarts[name]} times, more than fault.max_actor_restarts={self.max_restarts}"
             ) from err
-        log.warning("%s died (%s); restarting it (restart %d)", name, type(err).__name__, self.restarts[name])
+        log.warning(
+            "%s died (%s); restarting it (restart %d); what it printed: %s",
+            name,
+            type(err).__name__,
+            self.restarts[name],
+            actor_log_file(self.placement, name) or "Ray's worker logs",
+        )
         ray.kill(self.workers[index], no_restart=True)
         self.workers[index] = start_named(lambda: self._start(index))
         ready, _ = ray.wait([self.workers[index].__ray_ready__.remote()], timeout=self.ready_timeout_s)

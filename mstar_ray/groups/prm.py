@@ -44,10 +44,10 @@ class PRMGroup(RestartingGroup):
         ]
         # A prompt's samples often repeat one another (low temperatures, short answers): each distinct response
         # is scored once and its scores shared.
-        distinct = {(prompt.id, s.text): (prompt, s.text) for prompt, s in targets}
-        shards = split_evenly(list(distinct.values()), len(self.workers))
+        distinct = list(dict.fromkeys((prompt, s.text) for prompt, s in targets))
+        shards = split_evenly(distinct, len(self.workers))
         scores = self.map_shards(lambda worker, _, shard: worker.score.remote(shard), shards)
         by_response = dict(zip(distinct, scores, strict=True))
         for prompt, sample in targets:
-            sample.step_scores = list(by_response[(prompt.id, sample.text)])
+            sample.step_scores = list(by_response[(prompt, sample.text)])
         return len(targets)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Keys whose values are wall-clock measurements, never results
-TIMING_KEYS = frozenset({"seconds", "wall_seconds", "sync_gb_per_s"})
+# Keys whose values are wall-clock measurements, never results (`profile`: where the time went, telemetry/profile.py)
+TIMING_KEYS = frozenset({"seconds", "wall_seconds", "sync_gb_per_s", "profile"})
 # Compared in this order; a file both runs lack is skipped
 RUN_FILES = ("metrics.jsonl", "prompts.jsonl", "prm_labels.jsonl")
 RUN_FILES += ("test_responses_pre_evolved.jsonl", "test_responses_final.jsonl", "summary.json")

@@ -182,7 +182,7 @@ class MStarRun:
         record, timer = {"iteration": 0}, PhaseTimer(opened=self.created)
         timer.mark("start", self.created)
         if self.cfg.seed_sft.enabled or self.cfg.warmup.enabled:
-            with timer("benchmarks"):
+            with timer("base_benchmarks"):
                 self.evaluate_benchmarks(RunStage.BASE)
         if self.cfg.seed_sft.enabled:
             with timer("seed_sft"):

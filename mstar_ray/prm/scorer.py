@@ -32,16 +32,15 @@ class PRMScorer:
         """Step scores of each (prompt, response), in order; one per step of `split_steps(response)`."""
         scores: list[list[float]] = []
         pad_id = self.processor.tokenizer.pad_token_id
-        prompts: dict[tuple, dict[str, torch.Tensor]] = {}  # each prompt's images processed once per call
+        last: tuple[Prompt | None, dict[str, torch.Tensor]] = (None, {})  # items come grouped by prompt
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
             steps = [split_steps(response) for _, response in chunk]
             encoded = []
             for (prompt, _), s in zip(chunk, steps, strict=True):
-                key = (prompt.id, prompt.question, tuple(prompt.images))
-                if key not in prompts:
-                    prompts[key] = encode_prompt(self.processor, prompt)
-                encoded.append(encode_steps(self.processor, prompt, s, prompts[key]))
+                if last[0] != prompt:  # each prompt's images processed once per run of its responses
+                    last = (prompt, encode_prompt(self.processor, prompt))
+                encoded.append(encode_steps(self.processor, prompt, s, last[1]))
             batch = {k: v.to(self.device) for k, v in collate_steps(encoded, pad_id).items()}
             probs = torch.sigmoid(self.model(**batch).float()).tolist()  # (N,) over all steps of the chunk
             for s in steps:

@@ -27,7 +27,7 @@ def _refused_thread_change(record: logging.LogRecord) -> bool:
     """Drop vLLM's CPU worker's warning that it skipped a `torch.set_num_threads` call. Its renderer sets and restores
     the thread count around every image it processes; in our in-process engine the CPU worker, which keeps the
     threads the actor chose, refuses each change and warns twice per request. Refusing is right here, so the
-    warning (thousands per rollout) says nothing."""
+    warning says nothing."""
     return not str(record.msg).startswith("CPU backend doesn't allow to use `torch.set_num_threads`")
 
 

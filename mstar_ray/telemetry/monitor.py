@@ -180,6 +180,8 @@ class PhaseTimer:
 
     @contextmanager
     def __call__(self, phase: str) -> Iterator[None]:
+        if phase in self.seconds:
+            raise ValueError(f"phase {phase!r} timed twice in one record")
         start, opened = time.perf_counter(), time.time()
         try:
             yield

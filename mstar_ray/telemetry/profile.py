@@ -54,17 +54,27 @@ def busy(method: F) -> F:
             ok = True
             return result
         finally:
+            end = time.time()
             span = BusySpan(
                 getattr(self, "profile_name", type(self).__name__),
                 method.__name__,
                 start,
-                time.time(),
-                payload_bytes((args, kwargs)),
-                payload_bytes(result) if ok else 0,
+                end,
+                _measured_bytes((args, kwargs)),
+                _measured_bytes(result) if ok else 0,
             )
             self.__dict__.setdefault("busy_spans", []).append(span)
 
     return timed  # type: ignore[return-value]
+
+
+def _measured_bytes(value: Any) -> int:
+    """`payload_bytes`, or 0 for a value plain pickle cannot take (Ray's serialiser may still move it): the
+    profile never fails the call it measures."""
+    try:
+        return payload_bytes(value)
+    except Exception:  # noqa: BLE001
+        return 0
 
 
 def drain(actor_self) -> list[BusySpan]:
@@ -164,8 +174,8 @@ def summed(profiles: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def run_stages(records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     """A run's profile by stage: the pre-evolution (metrics record 0), the iterations added up, and the final
-    evaluation (summary.json). Each stage maps its phases (summed as `summed` does) and "wall" to its seconds; a
-    record without a profile (a run from before profiles) gives its phase seconds alone."""
+    evaluation (summary.json). Each stage is {"wall": seconds, "phases": {phase: summed as `summed` does}}; a
+    record without a profile (a run from before profiles) gives its phases' wall seconds alone."""
     pre = [r for r in records if r.get("iteration") == 0 and "seconds" in r]
     loop = [r for r in records if isinstance(r.get("iteration"), int) and r["iteration"] > 0 and "prompts" in r]
     out: dict[str, dict[str, Any]] = {}
@@ -173,23 +183,23 @@ def run_stages(records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any] 
         if not chosen:
             continue
         if all("profile" in r for r in chosen):
-            out[stage] = summed([r["profile"]["phases"] for r in chosen])
-            out[stage]["wall"] = sum(r["profile"]["wall"] for r in chosen)
+            wall = sum(r["profile"]["wall"] for r in chosen)
+            out[stage] = {"wall": wall, "phases": summed([r["profile"]["phases"] for r in chosen])}
         else:
             phases: dict[str, Any] = {}
             for r in chosen:
                 for phase, seconds in r["seconds"].items():
                     phases.setdefault(phase, {"wall": 0.0})["wall"] += seconds
-            out[stage] = phases | {"wall": sum(sum(r["seconds"].values()) for r in chosen)}
+            out[stage] = {"wall": sum(sum(r["seconds"].values()) for r in chosen), "phases": phases}
     if summary and "profile" in summary:
-        out["final"] = summed([summary["profile"]["phases"]]) | {"wall": summary["profile"]["wall"]}
+        out["final"] = {"wall": summary["profile"]["wall"], "phases": summed([summary["profile"]["phases"]])}
     return out
 
 
 def stage_overhead(stage: Mapping[str, Any]) -> float | None:
     """A stage's seconds in which no actor worked: its phases' overhead and the time between them (None without
     a profile)."""
-    phases = [p for key, p in stage.items() if key != "wall"]
+    phases = list(stage["phases"].values())
     if not phases or any("overhead" not in p for p in phases):
         return None
     return sum(p["overhead"] for p in phases) + max(0.0, stage["wall"] - sum(p["wall"] for p in phases))

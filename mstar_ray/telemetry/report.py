@@ -116,11 +116,10 @@ def _search_rows(searches: Sequence[dict]) -> Table:
 def _profile_rows(records: Sequence[dict], summary: dict | None) -> Table:
     """Where the run's time went: each stage's phases, with every actor's compute and the time no actor worked."""
     rows = []
-    for stage, phases in run_stages(records, summary).items():
-        overhead = stage_overhead(phases)
-        rows.append([stage, _fmt(phases["wall"], ".1f"), "", _fmt(overhead, ".1f")])
-        for phase, p in phases.items():
-            if phase == "wall" or p["wall"] < 0.05:
+    for name, stage in run_stages(records, summary).items():
+        rows.append([name, _fmt(stage["wall"], ".1f"), "", _fmt(stage_overhead(stage), ".1f")])
+        for phase, p in stage["phases"].items():
+            if p["wall"] < 0.05:
                 continue
             compute = ", ".join(f"{a} {s:.1f}" for a, s in sorted(p.get("compute", {}).items()) if s >= 0.05)
             rows.append([f"- {phase}", _fmt(p["wall"], ".1f"), compute, _fmt(p.get("overhead"), ".1f")])

@@ -113,6 +113,11 @@ def test_prm_label_then_train_then_run_with_the_trained_prm(tmp_path: Path, tiny
     assert summary["selection"] == "prm_top_k" and summary["final"]["reward_pass_at_2"] is not None
     assert not (tmp_path / "with_prm" / "prm").exists()  # the given PRM was used, none trained
     assert summary["final"]["strict_accuracy"] is not None  # the synthetic rows carry their ground truth
+    # What the actors printed is in the run's log files, not on the console
+    logs = tmp_path / "with_prm" / "logs"
+    assert {"rollout-0.log", "trainer-0.log", "prm-0.log"} <= {p.name for p in logs.iterdir()}
+    assert "real_accelerator" not in result.stdout + result.stderr and "actor output" in result.stdout  # DeepSpeed's
+    assert summary["profile"]["phases"]["test"]["compute"]["rollout-0"] > 0  # the final evaluation's profile
 
     out = tmp_path / "eval.json"  # a split evaluated with a given PRM: Reward-Pass@2 and the PRM's pairwise figures
     args = ["--split", "test", "--out", str(out), *common, f"prm.path={prm_dir}"]

@@ -16,13 +16,21 @@ def _run(root: Path, name: str, val: float = 0.5, seconds: float = 1.0) -> Path:
     run = root / name
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(f"run: {{output_dir: {root}, name: {name}}}\n")
+    profile = {"phases": {"rollout": {"wall": seconds, "compute": {"rollout-0": seconds / 2}}}, "wall": seconds}
     records = [
         {"iteration": 0, "prm": {"path": str(run / "prm"), "seconds": seconds * 3}, "seconds": {"prm": seconds}},
-        {"iteration": 1, "val_greedy_accuracy": val, "sync_gb_per_s": seconds, "seconds": {"rollout": seconds}},
+        {
+            "iteration": 1,
+            "val_greedy_accuracy": val,
+            "sync_gb_per_s": seconds,
+            "seconds": {"rollout": seconds},
+            "profile": profile,
+        },
     ]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (run / "prompts.jsonl").write_text(json.dumps({"iteration": 1, "ids": ["p3", "p1"]}) + "\n")
-    (run / "summary.json").write_text(json.dumps({"final": {"greedy_accuracy": val}, "wall_seconds": seconds}))
+    summary = {"final": {"greedy_accuracy": val}, "wall_seconds": seconds, "profile": profile}
+    (run / "summary.json").write_text(json.dumps(summary))
     return run
 
 

@@ -96,3 +96,11 @@ def test_record_profile_of_a_timer_and_its_sum_over_records():
     total = summed([record["phases"], record["phases"]])
     assert total["rollout"]["count"] == 2 and total["rollout"]["bytes"] == {"rollout-0": 10}
     assert total["rollout"]["wall"] == pytest.approx(2 * record["phases"]["rollout"]["wall"])
+
+
+def test_a_phase_timed_twice_in_one_record_is_refused():
+    timer = PhaseTimer()
+    with timer("benchmarks"):
+        pass
+    with pytest.raises(ValueError, match="timed twice"), timer("benchmarks"):
+        pass
