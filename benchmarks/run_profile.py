@@ -2,12 +2,13 @@
 moved and the orchestration overhead; with --before REF, the same run from that git commit first, side by side.
 
     .venv/bin/python benchmarks/run_profile.py [--config configs/quickstart.yaml] [--before REF ...] [--no-now]
-        [--out NAME.json] [key.sub=value ...]
+        [--also-now LABEL:key=value,key=value ...] [--out NAME.json] [key.sub=value ...]
 
 Prints a markdown table and writes benchmarks/results/NAME.json (default run_profile.json). Each variant is one
-`mstar run` process (its own in-process Ray), one after the other; an earlier commit runs from a git worktree with
-this checkout's virtual environment and quickstart data. A phase's overhead is the part of its wall time in which
-no actor was working (see mstar_ray/telemetry/profile.py).
+`mstar run` process (its own in-process Ray), one after the other: the --before commits (each from a git worktree
+with this checkout's virtual environment and quickstart data), then this checkout with each --also-now set of
+extra overrides, then this checkout as configured. A variant that fails is recorded with its error. A phase's
+overhead is the part of its wall time in which no actor was working (see mstar_ray/telemetry/profile.py).
 """
 
 from __future__ import annotations
@@ -77,6 +78,15 @@ def table(variants: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def attempt(label: str, code: Path, config: str, overrides: list[str]) -> dict:
+    """`run_variant`, or the variant's error (the console log keeps the rest)."""
+    try:
+        return run_variant(label, code, config, overrides)
+    except subprocess.CalledProcessError as err:
+        console = f"runs/profile-{label}.console.log"
+        return {"label": label, "error": f"mstar run exited with {err.returncode}; see {console}"}
+
+
 def worktree(ref: str, into: Path) -> Path:
     """A checkout of `ref` beside this one, sharing its quickstart data and model."""
     subprocess.run(["git", "worktree", "add", "--detach", str(into), ref], cwd=ROOT, check=True, capture_output=True)
@@ -89,6 +99,7 @@ def main() -> None:
     parser.add_argument("--config", default="configs/quickstart.yaml")
     parser.add_argument("--before", nargs="+", default=[], help="git commits to profile first, each from a worktree")
     parser.add_argument("--no-now", action="store_true", help="profile only the --before commits")
+    parser.add_argument("--also-now", nargs="+", default=[], help="LABEL:key=value,... runs of this checkout")
     parser.add_argument("--out", default="run_profile.json")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
@@ -97,20 +108,29 @@ def main() -> None:
         for ref in args.before:
             code = worktree(ref, Path(tmp) / ref)
             try:
-                variants.append(run_variant(ref, code, args.config, args.overrides) | {"ref": ref})
+                variants.append(attempt(ref, code, args.config, args.overrides) | {"ref": ref})
             finally:
                 subprocess.run(["git", "worktree", "remove", "--force", str(code)], cwd=ROOT, check=False)
     if not args.no_now:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
         dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
         ref = head.stdout.strip() + (" with uncommitted changes" if dirty.strip() else "")
-        variants.append(run_variant("now", ROOT, args.config, args.overrides) | {"ref": ref})
+        for extra in args.also_now:
+            label, _, settings = extra.partition(":")
+            more = [kv for kv in settings.split(",") if kv]
+            variants.append(attempt(label, ROOT, args.config, args.overrides + more) | {"ref": ref, "extra": more})
+        variants.append(attempt("now", ROOT, args.config, args.overrides) | {"ref": ref})
+    failed = [v for v in variants if "error" in v]
+    variants = [v for v in variants if "error" not in v]
     for v in variants[1:]:
         v["speedup_over_first"] = round(variants[0]["run_seconds"] / v["run_seconds"], 3)
-    text = table(variants)
+    text = table(variants) if variants else "no variant finished"
     print(text)
     out = ROOT / "benchmarks" / "results" / args.out
-    out.write_text(json.dumps({"config": args.config, "overrides": args.overrides, "variants": variants}, indent=2))
+    result = {"config": args.config, "overrides": args.overrides, "variants": variants, "failed": failed}
+    out.write_text(json.dumps(result, indent=2))
+    for v in failed:
+        print(f"{v['label']} failed: {v['error']}")
     print(f"written to {out}")
 
 
