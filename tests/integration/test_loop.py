@@ -98,7 +98,11 @@ def test_two_iterations_train_sync_and_write_run_files(ray_cluster, tiny_data, t
     # Run files.
     lines = [json.loads(line) for line in (run_dir.path / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in lines] == [0, 1, 2]
-    assert set(lines[0]["seconds"]) == {"seed_sft", "warmup", "evaluate"}  # the pre-evolved model's dynamics too
+    pre_phases = {"start", "base_benchmarks", "seed_sft", "warmup", "checkpoint", "evaluate", "benchmarks", "test"}
+    assert set(lines[0]["seconds"]) == pre_phases  # the pre-evolved model's dynamics too
+    assert set(lines[0]["profile"]["phases"]) == pre_phases
+    assert lines[0]["profile"]["phases"]["seed_sft"]["compute"]["trainer-0"] > 0
+    assert lines[1]["profile"]["phases"]["rollout"]["compute"]["rollout-0"] > 0
     assert lines[0]["val_prompts"] == 6 and lines[0]["total_train_steps"] == 0
     assert lines[0]["seed_sft"]["examples"] == 16 and lines[0]["warmup"]["prompts"] == 6
     for record in lines[1:]:
