@@ -1,7 +1,7 @@
 """The typed, strict configuration tree; importing it costs pydantic and the standard library only.
 
-`base` holds the enums and the error type, `schema` the sections, `checks` every cross-field rule, `resources`
-what a layout reserves, `io` reads YAML files with `a.b=value` overrides, and `reference` writes
+`base` holds the enums and the error type, `schema` the sections (the PRM's in `prm`), `checks` every cross-field
+rule, `resources` what a layout reserves, `io` reads YAML files with `a.b=value` overrides, and `reference` writes
 docs/configuration.md from the schema.
 """
 
@@ -22,6 +22,7 @@ from mstar_ray.config.base import (
     TemperatureCriterion,
     TrainingMode,
 )
+from mstar_ray.config.prm import PRMConfig, PRMLabelConfig, PRMTrainConfig
 from mstar_ray.config.schema import (
     CheckpointConfig,
     DataColumnsConfig,
@@ -33,9 +34,6 @@ from mstar_ray.config.schema import (
     ModelConfig,
     MonitorConfig,
     MStarConfig,
-    PRMConfig,
-    PRMLabelConfig,
-    PRMTrainConfig,
     RayConfig,
     ResourcesConfig,
     RolloutConfig,

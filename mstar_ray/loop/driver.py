@@ -22,18 +22,16 @@ from mstar_ray.groups.base import dead_actors
 from mstar_ray.groups.placement import Placement
 from mstar_ray.groups.prm import PRMGroup
 from mstar_ray.groups.rollout import RolloutGroup
-from mstar_ray.groups.trainers import PolicyTrainerGroup
 from mstar_ray.loop import stages
 from mstar_ray.loop.checkpoints import Checkpoints
 from mstar_ray.loop.datasets import Datasets, PromptCursor
 from mstar_ray.loop.evaluation import held_out_result, validation_due, validation_result
-from mstar_ray.loop.prm_stage import label_prompts, train_prm
+from mstar_ray.loop.prm_stage import prepare_prm
 from mstar_ray.loop.record import IterationRecord, PseudoLabelStats, RolloutStats, TrainResult, selected_data_quality
-from mstar_ray.loop.recovery import EngineWeights, TrainerRebuilds, retry_on_dead_trainers
+from mstar_ray.loop.recovery import EngineWeights, TrainerRebuilds, retry_on_dead_trainers, start_trainers
 from mstar_ray.loop.run_dir import RunDir
 from mstar_ray.loop.selection import SelectionSpec, select_training_examples
-from mstar_ray.loop.state import TRAINER_STATE_DIR, DriverState
-from mstar_ray.prm.labeling import read_step_labels
+from mstar_ray.loop.state import DriverState
 from mstar_ray.prm.pseudo_labels import apply_pseudo_labels
 from mstar_ray.sync.coordinator import SyncStats
 from mstar_ray.telemetry.monitor import Monitor, PhaseTimer, progress_line
@@ -65,7 +63,7 @@ class MStarRun:
         self.optim = stages.optim_spec(cfg, cfg.train.lr)
         state = DriverState.read(resume) if resume else None
         self.rollout = RolloutGroup(cfg, cfg.model.path, placement)
-        self.trainers = self.start_trainers(resume, state.stage_started if state else False)
+        self.trainers = start_trainers(cfg, run, placement, self.optim, resume, state.stage_started if state else False)
         self.weights = EngineWeights(cfg, self.trainers, self.rollout)
         self.prm: PRMGroup | None = None  # started after pre-evolution, when the PRM exists
         seed = cfg.run.seed  # every draw below derives from it and from what the draw is for
@@ -198,7 +196,10 @@ class MStarRun:
         prm_spans: list[BusySpan] = []  # the PRM trainer ranks', drained before they stop
         if self.cfg.prm.enabled:
             with timer("prm"):
-                record["prm"] = self.prepare_prm(prm_spans)
+                path, record["prm"] = prepare_prm(
+                    self.cfg, self.rollout, self.data.labeled, self.run_dir, self.placement, prm_spans
+                )
+                self.prm = PRMGroup(self.cfg, path, self.placement)
         with timer("evaluate"):
             val = self.evaluate_validation(0, self.sampling(0))
         with timer("benchmarks"):
@@ -210,24 +211,6 @@ class MStarRun:
         self.journal(record | (val.to_dict("val_") if val else {}) | {"seconds": timer.seconds, "profile": profile})
         self.run_dir.write_json("pre_evolved_test.json", pre_test.to_dict() if pre_test else None)
         self.checkpoints.add_state("pre_evolved", self.state(0))
-
-    def prepare_prm(self, spans: list[BusySpan]) -> dict:
-        """Start the PRM actors: from prm.path, or label (or read labels) and train one from the pre-evolved model
-        (its trainer ranks' busy spans added to `spans`)."""
-        p, report = self.cfg.prm, {}
-        path = p.path
-        if path is None:
-            if p.labels:
-                examples, source = read_step_labels(p.labels), p.labels
-            else:
-                source = str(self.run_dir.path / "prm_labels.jsonl")
-                report["labels"] = label_prompts(self.cfg, self.rollout, self.data.labeled, source)
-                examples = read_step_labels(source)
-            path = str(self.run_dir.path / "prm")
-            backbone = self.run_dir.checkpoints / "pre_evolved"
-            report["train"] = train_prm(self.cfg, examples, str(backbone), path, source, self.placement, spans)
-        self.prm = PRMGroup(self.cfg, path, self.placement)
-        return report | {"path": path}
 
     def sampling(self, iteration: int) -> SamplingParams:
         """The rollout sampling settings of one iteration, at the current temperature."""
@@ -379,24 +362,13 @@ class MStarRun:
             self.prm.restarts.update({k: v for k, v in state.recoveries.items() if k in self.prm.names})
         log.info("resumed from %s after iteration %d (weights v%d)", checkpoint, state.iteration, self.weights.version)
 
-    def start_trainers(self, checkpoint: Path | None, stage_started: bool) -> PolicyTrainerGroup:
-        """Trainer ranks from model.path, or rebuilt from a checkpoint: the pre-evolved weights (the ReST-EM base),
-        then the checkpoint's DeepSpeed state when a stage was live."""
-        if checkpoint is None:
-            return PolicyTrainerGroup(self.cfg, self.cfg.model.path, placement=self.placement)
-        pre_evolved = str(self.run_dir.checkpoints / "pre_evolved")
-        trainers = PolicyTrainerGroup(self.cfg, pre_evolved, placement=self.placement)
-        trainers.snapshot_base()
-        if stage_started:
-            trainers.start_stage(self.optim)
-            trainers.load_state(str(checkpoint / TRAINER_STATE_DIR))
-        return trainers
-
     def rebuild(self, dead: list[str], iteration: int, err: Exception) -> None:
         """Replace the whole trainer group from the checkpoint of the previous iteration."""
         checkpoint, state = self.rebuilds.checkpoint_for(dead, iteration, err)
         self.trainers.shutdown()
-        self.trainers = self.start_trainers(checkpoint, state.stage_started)
+        self.trainers = start_trainers(
+            self.cfg, self.run_dir, self.placement, self.optim, checkpoint, state.stage_started
+        )
         if self.stage_started and not state.stage_started:
             self.trainers.start_stage(self.optim)
         self.weights.use_trainers(self.trainers)

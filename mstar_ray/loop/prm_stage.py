@@ -16,7 +16,8 @@ from mstar_ray.eval.process_metrics import labels_as_prm, step_label_separation
 from mstar_ray.eval.validation import Generator
 from mstar_ray.groups.placement import Placement
 from mstar_ray.groups.trainers import PRMTrainerGroup
-from mstar_ray.prm.labeling import LabelingSpec, label_steps, write_step_labels
+from mstar_ray.loop.run_dir import RunDir
+from mstar_ray.prm.labeling import LabelingSpec, label_steps, read_step_labels, write_step_labels
 from mstar_ray.prm.model import StepLabeledExample
 from mstar_ray.telemetry.profile import BusySpan
 from mstar_ray.training.sft import OptimSpec
@@ -115,3 +116,27 @@ def train_prm(
         "PRM trained: %d epochs on %d responses, loss %s, %.1f s", t.epochs, len(examples), losses, report["seconds"]
     )
     return report
+
+
+def prepare_prm(
+    cfg: MStarConfig,
+    generator: Generator,
+    labeled: Sequence[Prompt],
+    run: RunDir,
+    placement: Placement | None,
+    spans: list[BusySpan],
+) -> tuple[str, dict]:
+    """The PRM the run scores with: prm.path, or one trained from the pre-evolved checkpoint on prm.labels or on
+    labels made now (its trainer ranks' busy spans added to `spans`). Returns its path and what was done."""
+    p, report = cfg.prm, {}
+    if p.path is not None:
+        return p.path, {"path": p.path}
+    if p.labels:
+        examples, source = read_step_labels(p.labels), p.labels
+    else:
+        source = str(run.path / "prm_labels.jsonl")
+        report["labels"] = label_prompts(cfg, generator, labeled, source)
+        examples = read_step_labels(source)
+    path, backbone = str(run.path / "prm"), str(run.checkpoints / "pre_evolved")
+    report["train"] = train_prm(cfg, examples, backbone, path, source, placement, spans)
+    return path, report | {"path": path}

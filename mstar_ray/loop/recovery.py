@@ -19,12 +19,14 @@ import ray
 
 from mstar_ray.config import MStarConfig
 from mstar_ray.groups.base import dead_actors
+from mstar_ray.groups.placement import Placement
 from mstar_ray.groups.rollout import RolloutGroup
 from mstar_ray.groups.trainers import PolicyTrainerGroup
 from mstar_ray.loop.run_dir import RunDir
-from mstar_ray.loop.state import DriverState
+from mstar_ray.loop.state import TRAINER_STATE_DIR, DriverState
 from mstar_ray.sync.coordinator import SyncStats, WeightSync
 from mstar_ray.sync.transport import WeightSyncError
+from mstar_ray.training.sft import OptimSpec
 
 log = logging.getLogger("mstar")
 T = TypeVar("T")
@@ -113,6 +115,26 @@ class TrainerRebuilds:
             self.limit,
         )
         return checkpoint, state
+
+
+def start_trainers(
+    cfg: MStarConfig,
+    run_dir: RunDir,
+    placement: Placement | None,
+    optim: OptimSpec,
+    checkpoint: Path | None,
+    stage_started: bool,
+) -> PolicyTrainerGroup:
+    """Trainer ranks from model.path, or rebuilt from a checkpoint: the pre-evolved weights (the ReST-EM base),
+    then the checkpoint's DeepSpeed state when a stage was live."""
+    if checkpoint is None:
+        return PolicyTrainerGroup(cfg, cfg.model.path, placement=placement)
+    trainers = PolicyTrainerGroup(cfg, str(run_dir.checkpoints / "pre_evolved"), placement=placement)
+    trainers.snapshot_base()
+    if stage_started:
+        trainers.start_stage(optim)
+        trainers.load_state(str(checkpoint / TRAINER_STATE_DIR))
+    return trainers
 
 
 def retry_on_dead_trainers(
