@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -32,38 +33,38 @@ def run_seed(seed: int, prefix: str, overrides: list[str]) -> dict:
     return {"seed": seed, "process_seconds": round(time.perf_counter() - start, 1)} | summary
 
 
+METRICS = {"greedy_accuracy": "greedy", "strict_accuracy": "strict", "pass_at_k": "Pass@K"}
+
+
 def table(results: list[dict]) -> str:
-    """Test figures per seed and their mean ± sd: greedy and, where the data has ground truth, strict accuracy."""
+    """Test figures per seed, before, after and their gain, with the mean ± sd; nan where a run lacks a figure
+    (strict accuracy needs data with ground truth), and no mean then."""
+
+    def figure(run: dict, stage: str, key: str) -> float:
+        value = run[stage].get(key)
+        return math.nan if value is None else value
 
     def stat(values: list[float]) -> str:
+        if any(math.isnan(v) for v in values):
+            return "n/a"
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         return f"{statistics.mean(values):.3f} ± {spread:.3f}"
 
-    def column(stage: str, key: str) -> list[float]:
-        return [r[stage].get(key) or 0.0 for r in results]
-
-    rows = [
-        "| seed | greedy before | after | gain | strict before | after | gain | Pass@K before | after | wall s |",
-        "|" + " --- |" * 10,
-    ]
-    columns = [(stage, key) for key in ("greedy_accuracy", "strict_accuracy") for stage in ("pre_evolved", "final")]
-    values = {c: column(*c) for c in columns + [("pre_evolved", "pass_at_k"), ("final", "pass_at_k")]}
-    gains = {
-        key: [f - p for p, f in zip(values["pre_evolved", key], values["final", key], strict=True)]
-        for key in ("greedy_accuracy", "strict_accuracy")
-    }
+    columns = []  # per metric: the before, after and gain columns
+    for key in METRICS:
+        before = [figure(r, "pre_evolved", key) for r in results]
+        after = [figure(r, "final", key) for r in results]
+        columns += [before, after, [a - b for b, a in zip(before, after, strict=True)]]
+    header = " | ".join(f"{name} before | after | gain" for name in METRICS.values())
+    rows = [f"| seed | {header} | wall s |", "|" + " --- |" * (2 + len(columns))]
     for i, r in enumerate(results):
-        cells = []
-        for key in ("greedy_accuracy", "strict_accuracy"):
-            cells += [f"{values['pre_evolved', key][i]:.3f}", f"{values['final', key][i]:.3f}", f"{gains[key][i]:+.3f}"]
-        cells += [f"{values['pre_evolved', 'pass_at_k'][i]:.3f}", f"{values['final', 'pass_at_k'][i]:.3f}"]
+        cells = [
+            "n/a" if math.isnan(c[i]) else f"{c[i]:+.3f}" if n % 3 == 2 else f"{c[i]:.3f}"
+            for n, c in enumerate(columns)
+        ]
         rows.append(f"| {r['seed']} | {' | '.join(cells)} | {r['process_seconds']:.0f} |")
-    means = []
-    for key in ("greedy_accuracy", "strict_accuracy"):
-        means += [stat(values["pre_evolved", key]), stat(values["final", key]), stat(gains[key])]
-    means += [stat(values["pre_evolved", "pass_at_k"]), stat(values["final", "pass_at_k"])]
     seconds = statistics.mean(r["process_seconds"] for r in results)
-    rows.append(f"| mean ± sd | {' | '.join(means)} | {seconds:.0f} |")
+    rows.append(f"| mean ± sd | {' | '.join(stat(c) for c in columns)} | {seconds:.0f} |")
     return "\n".join(rows)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import time
 from pathlib import Path
@@ -23,16 +22,11 @@ import torch
 
 from mstar_ray.core.records import TrainExample
 from mstar_ray.data.formats import load_prompts
+from mstar_ray.sync.transport import free_port
 from mstar_ray.training.sft import DistributedSpec, OptimSpec, SFTTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("forward", "backward", "step")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def timed_steps(trainer: SFTTrainer, encoded: list[dict], micro_batch: int, steps: int) -> dict[str, float]:
